@@ -1,0 +1,119 @@
+//! The one place where errors become HTTP responses.
+
+use std::time::Duration;
+
+use arshai::agent::AgentError;
+use arshai::llm::LlmError;
+use arshai::memory::MemoryError;
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a request can fail with. Each variant has one status and one error `type`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not valid JSON.
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// The JSON is well formed but does not describe a valid request.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The body is larger than `server.max_body_bytes`.
+    #[error("the request body is larger than the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    /// The body could not be read.
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
+    /// No agent has this name.
+    #[error("no agent is named {0:?}")]
+    UnknownAgent(String),
+    /// No route matches.
+    #[error("no such endpoint: {0}")]
+    NotFound(String),
+    /// The request took longer than `server.request_timeout_seconds`.
+    #[error("the request did not complete within {0:?}")]
+    RequestTimeout(Duration),
+    /// The agent failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+impl ApiError {
+    /// The status, the error `type`, and the `Retry-After` to send.
+    fn parts(&self) -> (StatusCode, &'static str, Option<Duration>) {
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", None),
+            Self::InvalidRequest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
+            Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
+            Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable", None),
+            Self::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent", None),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "request_timeout", None),
+            Self::Agent(AgentError::InvalidInput(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None)
+            }
+            Self::Agent(AgentError::Memory(error)) => memory_parts(error),
+            Self::Agent(AgentError::Llm(error)) => llm_parts(error),
+        }
+    }
+}
+
+fn memory_parts(error: &MemoryError) -> (StatusCode, &'static str, Option<Duration>) {
+    match error {
+        MemoryError::Busy => (StatusCode::CONFLICT, "conversation_busy", None),
+        MemoryError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict", None),
+        MemoryError::Unavailable { .. } | MemoryError::Timeout { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "memory_unavailable",
+            Some(Duration::from_secs(1)),
+        ),
+        MemoryError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_corrupt", None),
+    }
+}
+
+fn llm_parts(error: &LlmError) -> (StatusCode, &'static str, Option<Duration>) {
+    let retry_after = error.retry_after();
+    match error {
+        LlmError::RateLimited { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_rate_limited",
+            Some(retry_after.unwrap_or(Duration::from_secs(1))),
+        ),
+        LlmError::CircuitOpen { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            retry_after,
+        ),
+        LlmError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", None),
+        LlmError::ContextLength { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "context_length_exceeded",
+            None,
+        ),
+        LlmError::Auth { .. } => (StatusCode::BAD_GATEWAY, "upstream_auth", None),
+        LlmError::BadRequest { .. } => (StatusCode::BAD_GATEWAY, "upstream_bad_request", None),
+        LlmError::UpstreamStatus { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", retry_after),
+        LlmError::Connection { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable", None),
+        LlmError::Decode { .. } => (StatusCode::BAD_GATEWAY, "upstream_decode", None),
+        LlmError::Config { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "misconfigured", None),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, retry_after) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, status = status.as_u16(), "request failed");
+        }
+        let body = json!({"error": {"type": kind, "message": self.to_string()}});
+        let mut response = (status, Json(body)).into_response();
+        if let Some(after) = retry_after {
+            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

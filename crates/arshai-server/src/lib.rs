@@ -1,0 +1,50 @@
+//! The arshai server: agents over HTTP.
+//!
+//! [`app`] builds the whole HTTP surface from an [`AppState`]; binaries only bind and serve
+//! (see [`serve`]), and tests drive [`app`] on real sockets.
+//!
+//! - `POST /v1/agents/{agent}/messages` — one agent turn ([`routes::messages`]).
+//! - `GET /health` — the scaling guide's health check ([`routes::health`]).
+
+pub mod cli;
+pub mod error;
+pub mod routes;
+pub mod shutdown;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.settings.server.max_body_bytes;
+    Router::new()
+        .route(
+            "/v1/agents/{agent}/messages",
+            post(routes::messages::post_message),
+        )
+        .route("/health", get(routes::health::health))
+        .route("/health/live", get(routes::health::live))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,50 @@
+//! The `arshai` binary: parse flags, load settings, bind, serve until a signal.
+
+use anyhow::Context;
+use arshai::Settings;
+use arshai_server::cli::{Cli, Command, ServeArgs};
+use arshai_server::{AppState, serve, shutdown};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(run_server(args)),
+    }
+}
+
+async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    let mut settings = Settings::load(args.config.as_deref())?;
+    if let Some(host) = args.host {
+        settings.server.host = host;
+    }
+    if let Some(port) = args.port {
+        settings.server.port = port;
+    }
+    let address = (settings.server.host.clone(), settings.server.port);
+    let state = AppState::from_settings(settings).await?;
+    let listener = TcpListener::bind(&address)
+        .await
+        .with_context(|| format!("cannot bind {}:{}", address.0, address.1))?;
+    let agents: Vec<&str> = state.agents.iter().map(|agent| agent.name()).collect();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        memory = state.memory.backend(),
+        agents = ?agents,
+        "arshai is serving"
+    );
+    serve(listener, state, shutdown::signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! Test kit for arshai.
+//!
+//! - [`FakeUpstream`]: a real HTTP server on an ephemeral loopback port that speaks the
+//!   OpenAI Chat Completions wire format exactly, with scripted replies, latency and
+//!   injectable failures. It records what it received, so tests can check what the agent
+//!   sent upstream.
+
+mod upstream;
+
+pub use upstream::{FakeUpstream, Reply, UpstreamOptions};

@@ -1,0 +1,114 @@
+//! The agents a server exposes, built by type name from settings.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Agent, ConversationAgent, ConversationAgentConfig};
+use crate::llm::{ClientFactory, LlmError, Sampling};
+use crate::memory::MemoryStore;
+use crate::settings::{AgentSettings, AgentType, Settings};
+
+/// The system prompt of the agent added when the settings declare none.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer briefly and plainly.";
+
+/// Why the registry could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// An agent's provider could not be built.
+    #[error("agent {agent:?}: {source}")]
+    Provider {
+        /// The agent's name.
+        agent: String,
+        /// The provider error.
+        #[source]
+        source: LlmError,
+    },
+}
+
+/// Agents by name.
+#[derive(Clone, Default)]
+pub struct AgentRegistry {
+    agents: BTreeMap<String, Arc<dyn Agent>>,
+}
+
+impl AgentRegistry {
+    /// Builds every agent declared in `settings` over `memory`. With no agent declared, one
+    /// `conversation` agent named `assistant` is added.
+    pub fn from_settings(
+        settings: &Settings,
+        memory: Arc<dyn MemoryStore>,
+    ) -> Result<Self, RegistryError> {
+        let mut factory = ClientFactory::new(settings.providers.clone());
+        let declared = if settings.agents.is_empty() {
+            vec![default_agent()]
+        } else {
+            settings.agents.clone()
+        };
+        let mut registry = Self::default();
+        for agent in declared {
+            let llm = factory
+                .client(agent.provider)
+                .map_err(|source| RegistryError::Provider {
+                    agent: agent.name.clone(),
+                    source,
+                })?;
+            let built: Arc<dyn Agent> = match agent.agent_type {
+                AgentType::Conversation => Arc::new(ConversationAgent::new(
+                    ConversationAgentConfig {
+                        name: agent.name.clone(),
+                        model: agent.model.clone(),
+                        system_prompt: agent.system_prompt.clone(),
+                        sampling: Sampling {
+                            temperature: agent.temperature,
+                            top_p: agent.top_p,
+                            max_tokens: agent.max_tokens,
+                        },
+                        lease: settings.memory.lease_settings(),
+                    },
+                    llm,
+                    Arc::clone(&memory),
+                )),
+            };
+            registry.insert(built);
+        }
+        Ok(registry)
+    }
+
+    /// Adds (or replaces) an agent under its name.
+    pub fn insert(&mut self, agent: Arc<dyn Agent>) {
+        self.agents.insert(agent.name().to_owned(), agent);
+    }
+
+    /// The agent called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Agent>> {
+        self.agents.get(name)
+    }
+
+    /// Every agent, by name.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Agent>> {
+        self.agents.values()
+    }
+
+    /// How many agents there are.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty()
+    }
+}
+
+fn default_agent() -> AgentSettings {
+    AgentSettings {
+        name: "assistant".to_owned(),
+        agent_type: AgentType::Conversation,
+        provider: Default::default(),
+        model: None,
+        system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
+        temperature: None,
+        top_p: None,
+        max_tokens: None,
+    }
+}

@@ -1,0 +1,23 @@
+//! # arshai
+//!
+//! A framework for conversational AI agents, built for running many stateless instances
+//! behind a load balancer. The crate follows Arshai's three layers:
+//!
+//! 1. [`llm`] — one [`llm::LlmClient`] trait over every provider: typed requests, responses,
+//!    usage accounting and typed errors.
+//! 2. [`agent`] — the [`agent::Agent`] trait and [`agent::ConversationAgent`], which keeps a
+//!    conversation's history in a [`memory::MemoryStore`] and calls an LLM for each turn.
+//! 3. [`memory`] — conversation memory with sliding TTL, `max_conversations` and atomic,
+//!    versioned appends, so that no message is lost when instances race on a conversation.
+//!
+//! [`settings`] loads the whole configuration: defaults < TOML file < environment.
+
+pub mod agent;
+pub mod llm;
+pub mod memory;
+pub mod settings;
+
+pub use agent::{Agent, AgentError, AgentInput, AgentOutput, ConversationAgent};
+pub use llm::{ChatRequest, ChatResponse, LlmClient, LlmError, Message, Role, Usage};
+pub use memory::{ConversationId, ConversationKey, MemoryError, MemoryStore};
+pub use settings::Settings;

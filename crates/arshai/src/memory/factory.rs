@@ -1,0 +1,22 @@
+//! Opens the memory store the settings select.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{InMemoryStore, InMemoryStoreConfig, MemoryError, MemoryStore};
+use crate::settings::{MemoryProvider, MemorySettings};
+
+/// Opens the backend selected by `memory_provider` (or by a Redis URL being set).
+pub async fn open_store(settings: &MemorySettings) -> Result<Arc<dyn MemoryStore>, MemoryError> {
+    match settings.effective_provider() {
+        MemoryProvider::Memory => Ok(Arc::new(InMemoryStore::new(InMemoryStoreConfig {
+            ttl: Duration::from_secs(settings.ttl_seconds),
+            max_conversations: settings.max_conversations,
+            max_messages: settings.max_messages,
+        }))),
+        MemoryProvider::Redis => Err(MemoryError::Unavailable {
+            backend: "redis",
+            message: "the Redis backend is not available in this build".to_owned(),
+        }),
+    }
+}

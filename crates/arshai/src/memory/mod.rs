@@ -1,0 +1,24 @@
+//! Conversation memory.
+//!
+//! [`MemoryStore`] is the contract every backend keeps: versioned, atomic appends (two
+//! instances appending to one conversation never lose a message), a sliding TTL refreshed on
+//! every write, `max_conversations` with least-recently-used eviction, a bound on the
+//! messages kept per conversation, and turn leases that serialize agent turns across
+//! instances (see [`TurnLease`]).
+
+mod conversation;
+mod error;
+mod factory;
+mod in_memory;
+mod lease;
+mod store;
+
+pub use conversation::{
+    Conversation, ConversationId, ConversationKey, ConversationPage, ConversationSummary,
+    InvalidConversationId, MAX_CONVERSATION_ID_CHARS,
+};
+pub use error::MemoryError;
+pub use factory::open_store;
+pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
+pub use lease::{LeasePolicy, LeaseSettings, TurnLease};
+pub use store::MemoryStore;

@@ -1,0 +1,24 @@
+//! Every environment variable the settings loader reads, in one place.
+
+/// Prefix of the structured variables: `ARSHAI_<SECTION>__<KEY>`, e.g.
+/// `ARSHAI_MEMORY__TTL_SECONDS`.
+pub const PREFIX: &str = "ARSHAI_";
+
+/// Separator between section and key in structured variables.
+pub const SEPARATOR: &str = "__";
+
+/// Variables under [`PREFIX`] that are not settings keys (read by the binary itself).
+pub const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_FORMAT"];
+
+/// Conventional plain names, each mapped to the settings key it sets. The structured
+/// `ARSHAI_…` form of the same key wins when both are set.
+pub const PLAIN: &[(&str, &str)] = &[
+    ("REDIS_URL", "memory.redis_url"),
+    ("REDIS_HOST", "memory.redis_host"),
+    ("REDIS_PORT", "memory.redis_port"),
+    ("REDIS_DB", "memory.redis_db"),
+    ("MEMORY_PROVIDER", "memory.memory_provider"),
+    ("OPENAI_API_KEY", "providers.openai.api_key"),
+    ("OPENAI_BASE_URL", "providers.openai.base_url"),
+    ("OPENAI_MODEL", "providers.openai.model"),
+];

@@ -1,0 +1,382 @@
+//! Settings: defaults < TOML file < environment (< command-line flags, applied by the binary).
+//!
+//! Every key can be set from the environment as `ARSHAI_<SECTION>__<KEY>` (for example
+//! `ARSHAI_MEMORY__TTL_SECONDS=600`), and the conventional plain names are honoured too
+//! (`REDIS_URL`, `OPENAI_API_KEY`, `OPENAI_BASE_URL`, …; see [`env_names::PLAIN`]). Names
+//! follow Arshai's scaling guide where it has one (`memory_provider`, `ttl_seconds`,
+//! `max_conversations`, `redis_max_connections`, …). `docs/settings.md` documents each key.
+
+pub mod env_names;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::llm::HttpPoolSettings;
+use crate::memory::LeasePolicy;
+
+/// Why the settings could not be loaded. The message names the key and the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A source could not be read or a value has the wrong type or an unknown key.
+    #[error("invalid settings: {0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value has the right type but is out of range or inconsistent.
+    #[error("invalid setting {key} = {value}: {reason}")]
+    Invalid {
+        /// The dotted key (`memory.ttl_seconds`).
+        key: String,
+        /// The offending value, as text.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration of a server or an embedding application.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The HTTP service.
+    pub server: ServerSettings,
+    /// Conversation memory.
+    pub memory: MemorySettings,
+    /// LLM providers.
+    pub providers: ProvidersSettings,
+    /// The agents this server exposes.
+    pub agents: Vec<AgentSettings>,
+}
+
+/// The HTTP service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (the scaling guide's Service targets 8000).
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Deadline of one request, in seconds.
+    pub request_timeout_seconds: f64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 8000,
+            max_body_bytes: 1024 * 1024,
+            request_timeout_seconds: 300.0,
+        }
+    }
+}
+
+/// Which memory backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryProvider {
+    /// In this process only (one instance).
+    Memory,
+    /// Redis (standalone, Sentinel or Cluster): shared by every instance.
+    Redis,
+}
+
+/// Conversation memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// `memory` or `redis`; when unset, `redis` if a Redis URL is set, else `memory`.
+    pub memory_provider: Option<MemoryProvider>,
+    /// Redis URL (`redis://`, `rediss://`, with user and password for ACLs).
+    pub redis_url: Option<String>,
+    /// Redis host, used when no URL is set.
+    pub redis_host: String,
+    /// Redis port, used when no URL is set.
+    pub redis_port: u16,
+    /// Redis database number.
+    pub redis_db: i64,
+    /// Bound on Redis connections / commands in flight.
+    pub redis_max_connections: usize,
+    /// Retry idempotent Redis operations that time out.
+    pub redis_retry_on_timeout: bool,
+    /// Sliding TTL of a conversation, in seconds, refreshed on every write.
+    pub ttl_seconds: u64,
+    /// Most conversations kept; the least recently used are evicted.
+    pub max_conversations: u64,
+    /// Most messages kept per conversation; the oldest are trimmed.
+    pub max_messages: usize,
+    /// Prefix of every Redis key.
+    pub key_prefix: String,
+    /// What a turn does when another turn holds its conversation: `wait` or `reject`.
+    pub turn_policy: LeasePolicy,
+    /// With `turn_policy = "wait"`, the longest wait, in seconds.
+    pub turn_wait_seconds: f64,
+    /// Lifetime of a turn lease without renewal, in seconds.
+    pub turn_lease_seconds: f64,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            memory_provider: None,
+            redis_url: None,
+            redis_host: "127.0.0.1".to_owned(),
+            redis_port: 6379,
+            redis_db: 0,
+            redis_max_connections: 20,
+            redis_retry_on_timeout: true,
+            ttl_seconds: 3600,
+            max_conversations: 1000,
+            max_messages: 1000,
+            key_prefix: "arshai".to_owned(),
+            turn_policy: LeasePolicy::Wait,
+            turn_wait_seconds: 30.0,
+            turn_lease_seconds: 30.0,
+        }
+    }
+}
+
+impl MemorySettings {
+    /// The backend in effect: the explicit choice, else Redis when a URL is set.
+    pub fn effective_provider(&self) -> MemoryProvider {
+        match (self.memory_provider, &self.redis_url) {
+            (Some(provider), _) => provider,
+            (None, Some(_)) => MemoryProvider::Redis,
+            (None, None) => MemoryProvider::Memory,
+        }
+    }
+
+    /// The lease settings for agent turns.
+    pub fn lease_settings(&self) -> crate::memory::LeaseSettings {
+        crate::memory::LeaseSettings {
+            ttl: std::time::Duration::from_secs_f64(self.turn_lease_seconds),
+            policy: self.turn_policy,
+            max_wait: std::time::Duration::from_secs_f64(self.turn_wait_seconds),
+        }
+    }
+}
+
+/// LLM providers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersSettings {
+    /// OpenAI, or any OpenAI-compatible endpoint by base URL.
+    pub openai: OpenAiProviderSettings,
+    /// Connection pool and timeouts shared by the HTTP providers.
+    pub http: HttpPoolSettings,
+}
+
+/// An OpenAI-compatible provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenAiProviderSettings {
+    /// API key (`OPENAI_API_KEY`).
+    pub api_key: Option<String>,
+    /// Base URL (`OPENAI_BASE_URL`); the public OpenAI API when unset.
+    pub base_url: Option<String>,
+    /// Default model.
+    pub model: String,
+}
+
+impl Default for OpenAiProviderSettings {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: None,
+            model: "gpt-4o-mini".to_owned(),
+        }
+    }
+}
+
+impl OpenAiProviderSettings {
+    /// Whether the environment or file selected this provider (a key or a base URL is set).
+    pub fn is_configured(&self) -> bool {
+        self.api_key.is_some() || self.base_url.is_some()
+    }
+}
+
+/// Agent types the registry can build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentType {
+    /// [`crate::agent::ConversationAgent`].
+    Conversation,
+}
+
+/// Which provider an agent uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderChoice {
+    /// The configured provider (`OPENAI_BASE_URL` / `OPENAI_API_KEY` select OpenAI-compatible).
+    #[default]
+    Auto,
+    /// OpenAI or an OpenAI-compatible endpoint.
+    Openai,
+}
+
+/// One agent exposed by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Name in URLs: `/v1/agents/{name}/messages`.
+    pub name: String,
+    /// The agent type.
+    #[serde(rename = "type")]
+    pub agent_type: AgentType,
+    /// The provider.
+    #[serde(default)]
+    pub provider: ProviderChoice,
+    /// The model; the provider's default when unset.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The system prompt.
+    #[serde(default)]
+    pub system_prompt: String,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling mass.
+    #[serde(default)]
+    pub top_p: Option<f32>,
+    /// Bound on generated tokens per call.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+}
+
+impl Settings {
+    /// Loads defaults < `file` < the process environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(SettingsError::Invalid {
+                    key: "--config".to_owned(),
+                    value: path.display().to_string(),
+                    reason: "no such file".to_owned(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        for (name, key) in env_names::PLAIN {
+            let key = *key;
+            figment = figment.merge(Env::raw().only(&[name]).map(move |_| key.into()));
+        }
+        figment = figment.merge(
+            Env::prefixed(env_names::PREFIX)
+                .ignore(env_names::NOT_SETTINGS)
+                .split(env_names::SEPARATOR),
+        );
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges and consistency that types alone cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        fn invalid(key: &str, value: impl ToString, reason: &str) -> SettingsError {
+            SettingsError::Invalid {
+                key: key.to_owned(),
+                value: value.to_string(),
+                reason: reason.to_owned(),
+            }
+        }
+        let memory = &self.memory;
+        if memory.ttl_seconds == 0 {
+            return Err(invalid("memory.ttl_seconds", 0, "must be at least 1"));
+        }
+        if memory.max_conversations == 0 {
+            return Err(invalid("memory.max_conversations", 0, "must be at least 1"));
+        }
+        if memory.max_messages == 0 {
+            return Err(invalid("memory.max_messages", 0, "must be at least 1"));
+        }
+        if memory.redis_max_connections == 0 {
+            return Err(invalid(
+                "memory.redis_max_connections",
+                0,
+                "must be at least 1",
+            ));
+        }
+        for (key, value) in [
+            ("memory.turn_wait_seconds", memory.turn_wait_seconds),
+            ("memory.turn_lease_seconds", memory.turn_lease_seconds),
+            (
+                "server.request_timeout_seconds",
+                self.server.request_timeout_seconds,
+            ),
+            (
+                "providers.http.request_timeout_seconds",
+                self.providers.http.request_timeout_seconds,
+            ),
+            (
+                "providers.http.connect_timeout_seconds",
+                self.providers.http.connect_timeout_seconds,
+            ),
+            (
+                "providers.http.idle_timeout_seconds",
+                self.providers.http.idle_timeout_seconds,
+            ),
+            (
+                "providers.http.tcp_keepalive_seconds",
+                self.providers.http.tcp_keepalive_seconds,
+            ),
+        ] {
+            if !(value.is_finite() && value > 0.0 && value < 1e9) {
+                return Err(invalid(key, value, "must be a positive number of seconds"));
+            }
+        }
+        if memory.effective_provider() == MemoryProvider::Redis
+            && memory.redis_url.as_deref().is_some_and(|url| {
+                !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://")
+                    || url.starts_with("unix://"))
+            })
+        {
+            return Err(invalid(
+                "memory.redis_url",
+                "(hidden)",
+                "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes", 0, "must be at least 1"));
+        }
+        let mut names = HashSet::new();
+        for (index, agent) in self.agents.iter().enumerate() {
+            let key = format!("agents[{index}].name");
+            if agent.name.is_empty()
+                || !agent
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                return Err(invalid(
+                    &key,
+                    format!("{:?}", agent.name),
+                    "must be non-empty ASCII letters, digits, '-', '_' or '.'",
+                ));
+            }
+            if !names.insert(agent.name.as_str()) {
+                return Err(invalid(&key, &agent.name, "is declared twice"));
+            }
+            if let Some(t) = agent.temperature
+                && !(0.0..=2.0).contains(&t)
+            {
+                return Err(invalid(
+                    &format!("agents[{index}].temperature"),
+                    t,
+                    "must be within 0.0 to 2.0",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+#![allow(clippy::result_large_err)] // figment::Jail fixes the closure error type
+
+use figment::Jail;
+
+use super::*;
+
+fn load_in(jail: &Jail, file: Option<&str>) -> Result<Settings, SettingsError> {
+    let path = file.map(|name| jail.directory().join(name));
+    Settings::load(path.as_deref())
+}
+
+#[test]
+fn defaults_follow_the_scaling_guide() {
+    Jail::expect_with(|jail| {
+        let settings = load_in(jail, None).expect("defaults load");
+        assert_eq!(settings.server.port, 8000);
+        assert_eq!(settings.memory.ttl_seconds, 3600);
+        assert_eq!(settings.memory.max_conversations, 1000);
+        assert_eq!(settings.memory.redis_max_connections, 20);
+        assert_eq!(settings.memory.effective_provider(), MemoryProvider::Memory);
+        Ok(())
+    });
+}
+
+#[test]
+fn file_overrides_defaults_and_environment_overrides_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "arshai.toml",
+            r#"
+            [memory]
+            ttl_seconds = 60
+            max_conversations = 5
+
+            [[agents]]
+            name = "assistant"
+            type = "conversation"
+            system_prompt = "Be brief."
+            "#,
+        )?;
+        jail.set_env("ARSHAI_MEMORY__TTL_SECONDS", "120");
+        let settings = load_in(jail, Some("arshai.toml")).expect("loads");
+        assert_eq!(settings.memory.ttl_seconds, 120, "env beats file");
+        assert_eq!(settings.memory.max_conversations, 5, "file beats default");
+        assert_eq!(settings.memory.max_messages, 1000, "default kept");
+        assert_eq!(settings.agents[0].name, "assistant");
+        Ok(())
+    });
+}
+
+#[test]
+fn plain_names_are_honoured_and_structured_names_win() {
+    Jail::expect_with(|jail| {
+        jail.set_env("REDIS_URL", "redis://plain:6379");
+        jail.set_env("OPENAI_BASE_URL", "http://127.0.0.1:9/v1");
+        jail.set_env("OPENAI_API_KEY", "sk-test");
+        let settings = load_in(jail, None).expect("loads");
+        assert_eq!(
+            settings.memory.redis_url.as_deref(),
+            Some("redis://plain:6379")
+        );
+        assert_eq!(settings.memory.effective_provider(), MemoryProvider::Redis);
+        assert_eq!(
+            settings.providers.openai.api_key.as_deref(),
+            Some("sk-test")
+        );
+        assert!(settings.providers.openai.is_configured());
+
+        jail.set_env("ARSHAI_MEMORY__REDIS_URL", "redis://structured:6379");
+        let settings = load_in(jail, None).expect("loads");
+        assert_eq!(
+            settings.memory.redis_url.as_deref(),
+            Some("redis://structured:6379")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_value_names_the_key_and_the_value() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ARSHAI_MEMORY__TTL_SECONDS", "soon");
+        let error = load_in(jail, None).expect_err("must fail").to_string();
+        assert!(
+            error.to_lowercase().contains("memory.ttl_seconds"),
+            "{error}"
+        );
+        assert!(error.contains("soon"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("ARSHAI_MEMORY__MAX_CONVERSATIONS", "0");
+        let error = load_in(jail, None).expect_err("must fail").to_string();
+        assert!(error.contains("memory.max_conversations = 0"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_bad_file_is_a_startup_error() {
+    Jail::expect_with(|jail| {
+        jail.create_file("typo.toml", "[memory]\nttl_secondz = 5\n")?;
+        let error = load_in(jail, Some("typo.toml"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(error.contains("ttl_secondz"), "{error}");
+
+        jail.create_file("broken.toml", "[memory\n")?;
+        assert!(load_in(jail, Some("broken.toml")).is_err());
+
+        jail.create_file(
+            "agent.toml",
+            "[[agents]]\nname = \"a\"\ntype = \"wizard\"\n",
+        )?;
+        let error = load_in(jail, Some("agent.toml"))
+            .expect_err("unknown type")
+            .to_string();
+        assert!(error.contains("wizard"), "{error}");
+
+        let error = load_in(jail, Some("missing.toml"))
+            .expect_err("missing")
+            .to_string();
+        assert!(error.contains("missing.toml"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn duplicate_agent_names_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "dup.toml",
+            "[[agents]]\nname = \"a\"\ntype = \"conversation\"\n[[agents]]\nname = \"a\"\ntype = \"conversation\"\n",
+        )?;
+        let error = load_in(jail, Some("dup.toml"))
+            .expect_err("dup")
+            .to_string();
+        assert!(error.contains("agents[1].name"), "{error}");
+        Ok(())
+    });
+}
