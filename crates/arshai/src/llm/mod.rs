@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+mod events;
 mod factory;
 mod http_pool;
 pub mod openai;
@@ -14,6 +15,7 @@ mod types;
 
 pub use client::{LlmClient, StreamEvent};
 pub use error::LlmError;
+pub use events::{CircuitState, LlmEvents, NoEvents};
 pub use factory::ClientFactory;
 pub use http_pool::{HttpPoolSettings, build_http_client};
 pub use types::{
