@@ -654,3 +654,98 @@ mod faults {
         contract!(Sentinel: an_outage_gives_typed_errors_then_recovers);
     }
 }
+
+/// Kills the Sentinel group's master: once the sentinel promotes the replica, writes resume
+/// on it through the same store, and what was written (and replicated) before is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_writes_resume_on_the_new_master() -> anyhow::Result<()> {
+    let mut env = Env::open(Backend::Sentinel, |_| {}).await?;
+    let k = key("t", "failover");
+    env.store
+        .append(&k, &[Message::user("before")], None)
+        .await?;
+    let Servers::Sentinel(group) = &mut env.servers else {
+        anyhow::bail!("not a sentinel group");
+    };
+    let old_master = group.current_master_port().await?;
+    group.fail_over().await?;
+    let new_master = group.current_master_port().await?;
+    ensure!(new_master != old_master && new_master == group.replica().port());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match env.store.append(&k, &[Message::user("after")], None).await {
+            Ok(_) => break,
+            Err(error @ (MemoryError::Unavailable { .. } | MemoryError::Timeout { .. }))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(%error, "failover in progress");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => anyhow::bail!("writes never resumed: {error}"),
+        }
+    }
+    let loaded = env
+        .store
+        .load(&k)
+        .await?
+        .context("kept across the failover")?;
+    assert_eq!(texts(&loaded.messages), ["before", "after"]);
+    // The write went to the promoted server.
+    let keys = group.replica().cli(&["dbsize"]).await?;
+    ensure!(
+        keys.trim().parse::<u64>()? > 0,
+        "the new master holds the data"
+    );
+    env.store.health_check().await?;
+    Ok(())
+}
+
+/// A hung server (all clients paused): commands fail with a timeout after the response
+/// timeout, and with `redis_max_connections = 1` the others fail after the pool wait instead
+/// of queueing without bound. The store works again once the server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_commands_are_bounded_and_a_hung_server_times_out() -> anyhow::Result<()> {
+    let env = Env::open(Backend::Standalone, |s| {
+        s.redis_max_connections = 1;
+        s.redis_pool_wait_seconds = 0.3;
+        s.redis_response_timeout_seconds = 1.5;
+        s.redis_retry_on_timeout = false;
+    })
+    .await?;
+    env.store.health_check().await?;
+    let Servers::Standalone(server) = &env.servers else {
+        anyhow::bail!("not standalone");
+    };
+    // Paused clients' commands wait unanswered (the pause also holds an unpause; it ends
+    // by itself after 2.5 s).
+    server.cli(&["client", "pause", "2500", "ALL"]).await?;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let store = env.store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Staggered so the first one holds the only slot.
+            tokio::time::sleep(Duration::from_millis(50 * i)).await;
+            store.load(&key("t", "paused")).await
+        }));
+    }
+    let mut after = Vec::new();
+    for task in tasks {
+        match task.await? {
+            Err(MemoryError::Timeout { after: bound, .. }) => after.push(bound),
+            other => anyhow::bail!("expected a timeout, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        after,
+        [
+            Duration::from_millis(1500),
+            Duration::from_millis(300),
+            Duration::from_millis(300)
+        ],
+        "one command waits for the server, the others for the single slot"
+    );
+    env.store
+        .append(&key("t", "paused"), &[Message::user("back")], None)
+        .await?;
+    Ok(())
+}

@@ -215,6 +215,21 @@ impl RedisStore {
         messages: &[Message],
         fields: Vec<(String, String)>,
     ) -> Result<u64, MemoryError> {
+        let write_id = uuid::Uuid::new_v4().simple().to_string();
+        self.write_once(key, &write_id, expected_version, messages, fields)
+            .await
+    }
+
+    /// [`Self::write`] under a given write id: a second call with the same id (a retry after
+    /// a lost reply) returns the first call's version and writes nothing.
+    async fn write_once(
+        &self,
+        key: &ConversationKey,
+        write_id: &str,
+        expected_version: Option<u64>,
+        messages: &[Message],
+        fields: Vec<(String, String)>,
+    ) -> Result<u64, MemoryError> {
         let keys = self.layout.conversation(key);
         let now = now_ms();
         let mut args: Vec<Vec<u8>> = Vec::with_capacity(6 + messages.len() + 2 * fields.len());
@@ -226,7 +241,7 @@ impl RedisStore {
         args.push(self.ttl_ms().to_string().into_bytes());
         args.push(self.config.max_messages.max(1).to_string().into_bytes());
         args.push(now.to_string().into_bytes());
-        args.push(uuid::Uuid::new_v4().simple().to_string().into_bytes());
+        args.push(write_id.as_bytes().to_vec());
         args.push(messages.len().to_string().into_bytes());
         for message in messages {
             args.push(serde_json::to_vec(message).map_err(corrupt)?);
@@ -517,7 +532,55 @@ impl MemoryStore for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::scrub;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::memory::RedisTopology;
+
+    #[tokio::test]
+    async fn a_retried_write_is_applied_once() -> anyhow::Result<()> {
+        let server = arshai_testkit::RedisServer::start().await?;
+        let store = RedisStore::open(RedisStoreConfig {
+            topology: RedisTopology::Standalone { url: server.url() },
+            db: 0,
+            key_prefix: "t".to_owned(),
+            ttl: Duration::from_secs(60),
+            max_conversations: 10,
+            max_messages: 10,
+            max_in_flight: 4,
+            pool_wait: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retry_on_timeout: true,
+        })
+        .await?;
+        let key = ConversationKey::new("t", ConversationId::parse("c")?);
+        let hello = [Message::user("hello")];
+        assert_eq!(
+            store
+                .write_once(&key, "w1", Some(0), &hello, Vec::new())
+                .await?,
+            1
+        );
+        // The same write again (its reply was lost): same version, no second message, and
+        // no conflict although the conversation moved past the expected version.
+        assert_eq!(
+            store
+                .write_once(&key, "w1", Some(0), &hello, Vec::new())
+                .await?,
+            1
+        );
+        assert_eq!(
+            store
+                .write_once(&key, "w2", None, &hello, Vec::new())
+                .await?,
+            2
+        );
+        let loaded = store.load(&key).await?.expect("stored");
+        assert_eq!(loaded.messages.len(), 2);
+        assert_eq!(loaded.version, 2);
+        Ok(())
+    }
 
     #[test]
     fn credentials_never_reach_error_messages() {
