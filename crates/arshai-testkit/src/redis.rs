@@ -37,14 +37,14 @@ fn free_port(bus: bool) -> anyhow::Result<u16> {
     bail!("no free loopback port found")
 }
 
-/// Sends `PING` over a raw socket; `true` on `+PONG`.
+/// Sends `PING` over a raw socket; `true` on `+PONG` (or `-NOAUTH`: up, with a password).
 async fn pings(port: u16) -> bool {
     let attempt = async {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
         stream.write_all(b"PING\r\n").await.ok()?;
         let mut reply = [0u8; 7];
         stream.read_exact(&mut reply).await.ok()?;
-        Some(&reply == b"+PONG\r\n")
+        Some(&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
     };
     tokio::time::timeout(Duration::from_secs(1), attempt)
         .await
