@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Agent, ConversationAgent, ConversationAgentConfig};
-use crate::llm::{ClientFactory, LlmError, Sampling};
+use crate::llm::{ClientFactory, LlmClient, LlmError, Sampling};
 use crate::memory::MemoryStore;
 use crate::settings::{AgentSettings, AgentType, Settings};
 
@@ -38,6 +38,17 @@ impl AgentRegistry {
         settings: &Settings,
         memory: Arc<dyn MemoryStore>,
     ) -> Result<Self, RegistryError> {
+        Self::from_settings_with(settings, memory, &|client| client)
+    }
+
+    /// Like [`AgentRegistry::from_settings`], passing each agent's LLM client through
+    /// `wrap_llm` first, so that an application can decorate clients (metrics, tracing)
+    /// without the library knowing.
+    pub fn from_settings_with(
+        settings: &Settings,
+        memory: Arc<dyn MemoryStore>,
+        wrap_llm: &dyn Fn(Arc<dyn LlmClient>) -> Arc<dyn LlmClient>,
+    ) -> Result<Self, RegistryError> {
         let mut factory = ClientFactory::new(settings.providers.clone());
         let declared = if settings.agents.is_empty() {
             vec![default_agent()]
@@ -52,6 +63,7 @@ impl AgentRegistry {
                     agent: agent.name.clone(),
                     source,
                 })?;
+            let llm = wrap_llm(llm);
             let built: Arc<dyn Agent> = match agent.agent_type {
                 AgentType::Conversation => Arc::new(ConversationAgent::new(
                     ConversationAgentConfig {
