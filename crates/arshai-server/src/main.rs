@@ -43,6 +43,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot bind {}:{}", address.0, address.1))?;
+    let stop = shutdown::signal();
     let agents: Vec<&str> = state.agents.iter().map(|agent| agent.name()).collect();
     tracing::info!(
         address = %listener.local_addr()?,
@@ -51,7 +52,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         auth = state.auth.enabled(),
         "arshai is serving"
     );
-    serve(listener, state, shutdown::signal()).await?;
+    serve(listener, state, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -12,31 +12,42 @@ use tokio::time::Instant;
 
 use crate::AppState;
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Listens for SIGINT (Ctrl-C) and SIGTERM; the returned future resolves on the first.
+///
+/// The handlers are installed when this is called, not when the future is first polled, so
+/// that a signal arriving right after startup drains instead of killing the process. Call
+/// it inside the runtime, before announcing that the server is up.
+#[cfg(unix)]
+pub fn signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal as listen};
+    let interrupt = listen(SignalKind::interrupt());
+    let terminate = listen(SignalKind::terminate());
+    async move {
+        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGINT/SIGTERM");
+                return std::future::pending().await;
             }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT; draining"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM; draining"),
+        }
+    }
+}
+
+/// Listens for Ctrl-C; the returned future resolves on it.
+#[cfg(not(unix))]
+pub fn signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("received Ctrl-C; draining"),
             Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+                tracing::error!(%error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT; draining"),
-        () = terminate => tracing::info!("received SIGTERM; draining"),
     }
 }
 

@@ -310,6 +310,12 @@ impl Metrics {
             metrics.connections.clone(),
         );
         registry.register_collector(Box::new(process::ProcessCollector));
+        // Refusal series exist from the start, so that `rate()` alerts see zeros, not gaps.
+        for reason in ["queue_full", "queue_timeout", "draining"] {
+            let _ = metrics
+                .admission_rejected
+                .get_or_create(&RejectionLabels { reason });
+        }
         Self {
             registry,
             ..metrics
