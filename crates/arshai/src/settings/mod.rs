@@ -324,6 +324,10 @@ impl Settings {
                 "providers.http.tcp_keepalive_seconds",
                 self.providers.http.tcp_keepalive_seconds,
             ),
+            (
+                "providers.http.read_timeout_seconds",
+                self.providers.http.read_timeout_seconds,
+            ),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
