@@ -8,7 +8,7 @@ use arshai::memory::{MemoryError, MemoryStore, open_store};
 
 use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
-use crate::metrics::{MeteredLlm, MeteredMemory, Metrics};
+use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
 
 /// Shared, cheaply cloned state of the server.
@@ -51,7 +51,9 @@ impl AppState {
         let auth = ApiKeys::load(&settings.auth)?;
         let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
-        let agents = AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), &wrap_llm)?;
+        let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
+        let agents =
+            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
             settings: Arc::new(settings),

@@ -77,7 +77,8 @@ async fn metrics_are_complete_and_promtool_accepts_them() {
     assert_eq!(status, 502);
     let (status, _) = server.post("nobody", json!({"message": "hi"})).await;
     assert_eq!(status, 404);
-    // The LLM layer reports retries and breaker changes through LlmEvents.
+    // The LLM layer reports retries and breaker changes through LlmEvents (the real
+    // wiring is tested below; here the series only need to exist for promtool).
     let events = MetricsLlmEvents::new(Arc::clone(&server.state.metrics));
     events.retry("openai", "upstream_status");
     events.circuit_state("openai", CircuitState::Open);
@@ -154,4 +155,38 @@ async fn promtool_is_strict_enough_to_refuse_a_broken_exposition() {
     // Guards the test above against a promtool that accepts anything.
     let (accepted, _) = promtool_check("# TYPE x counter\nx_total{a=\"1\" 5\n");
     assert!(!accepted);
+}
+
+#[tokio::test]
+async fn retries_and_circuit_state_of_the_llm_layer_reach_the_metrics() {
+    let upstream = arshai_testkit::FakeUpstream::start().await.unwrap();
+    let mut settings = support::settings_for(&upstream);
+    settings.providers.retry.max_retries = 1;
+    settings.providers.retry.base_delay_seconds = 0.01;
+    settings.providers.circuit.failure_threshold = 2;
+    settings.providers.circuit.open_seconds = 60.0;
+    let server = TestServer::start_with(upstream, settings).await;
+    // One failure, then a success on the retry.
+    server.upstream.push(Reply::status(500));
+    let (status, body) = server.post("assistant", json!({"message": "hi"})).await;
+    assert_eq!(status, 200, "{body}");
+    let text = server.metrics_text().await;
+    assert_eq!(
+        sample(
+            &text,
+            "arshai_upstream_retries_total{provider=\"openai\",class=\"upstream_status\"}"
+        ),
+        Some(1.0)
+    );
+    // Two failed attempts in a row open the breaker.
+    server.upstream.push(Reply::status(500));
+    server.upstream.push(Reply::status(500));
+    let (status, _) = server.post("assistant", json!({"message": "hi"})).await;
+    assert!(status >= 500);
+    let text = server.metrics_text().await;
+    assert_eq!(
+        sample(&text, "arshai_upstream_circuit_state{provider=\"openai\"}"),
+        Some(2.0),
+        "{text}"
+    );
 }

@@ -24,6 +24,8 @@ pub fn settings_for(upstream: &FakeUpstream) -> Settings {
     let mut settings = Settings::default();
     settings.providers.openai.base_url = Some(upstream.base_url());
     settings.providers.openai.api_key = Some("sk-test-secret".to_owned());
+    // These tests check how each upstream failure maps to a response: see it once.
+    settings.providers.retry.max_retries = 0;
     settings.agents = vec![AgentSettings {
         name: "assistant".to_owned(),
         agent_type: arshai::settings::AgentType::Conversation,

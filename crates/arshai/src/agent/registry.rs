@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Agent, ConversationAgent, ConversationAgentConfig};
-use crate::llm::{ClientFactory, LlmClient, LlmError, Sampling};
+use crate::llm::{ClientFactory, LlmClient, LlmError, LlmEvents, NoEvents, Sampling};
 use crate::memory::MemoryStore;
 use crate::settings::{AgentSettings, AgentType, Settings};
 
@@ -38,18 +38,20 @@ impl AgentRegistry {
         settings: &Settings,
         memory: Arc<dyn MemoryStore>,
     ) -> Result<Self, RegistryError> {
-        Self::from_settings_with(settings, memory, &|client| client)
+        Self::from_settings_with(settings, memory, Arc::new(NoEvents), &|client| client)
     }
 
-    /// Like [`AgentRegistry::from_settings`], passing each agent's LLM client through
-    /// `wrap_llm` first, so that an application can decorate clients (metrics, tracing)
-    /// without the library knowing.
+    /// Like [`AgentRegistry::from_settings`], with the LLM clients reporting retries and
+    /// circuit states to `llm_events`, and each agent's client passed through `wrap_llm`
+    /// first, so that an application can decorate clients (metrics, tracing) without the
+    /// library knowing.
     pub fn from_settings_with(
         settings: &Settings,
         memory: Arc<dyn MemoryStore>,
+        llm_events: Arc<dyn LlmEvents>,
         wrap_llm: &dyn Fn(Arc<dyn LlmClient>) -> Arc<dyn LlmClient>,
     ) -> Result<Self, RegistryError> {
-        let mut factory = ClientFactory::new(settings.providers.clone());
+        let mut factory = ClientFactory::with_events(settings.providers.clone(), llm_events);
         let declared = if settings.agents.is_empty() {
             vec![default_agent()]
         } else {
