@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{InMemoryStore, InMemoryStoreConfig, MemoryError, MemoryStore};
+use super::{
+    InMemoryStore, InMemoryStoreConfig, MemoryError, MemoryStore, RedisStore, RedisStoreConfig,
+};
 use crate::settings::{MemoryProvider, MemorySettings};
 
 /// Opens the backend selected by `memory_provider` (or by a Redis URL being set).
@@ -14,9 +16,8 @@ pub async fn open_store(settings: &MemorySettings) -> Result<Arc<dyn MemoryStore
             max_conversations: settings.max_conversations,
             max_messages: settings.max_messages,
         }))),
-        MemoryProvider::Redis => Err(MemoryError::Unavailable {
-            backend: "redis",
-            message: "the Redis backend is not available in this build".to_owned(),
-        }),
+        MemoryProvider::Redis => Ok(Arc::new(
+            RedisStore::open(RedisStoreConfig::from_settings(settings)).await?,
+        )),
     }
 }

@@ -253,10 +253,17 @@ impl MemoryStore for InMemoryStore {
     ) -> Result<bool, MemoryError> {
         let now = Instant::now();
         let mut leases = lock(&self.leases);
+        // The holder taking it again (a retry after a lost reply) extends it, as in Redis.
         if let Some(held) = leases.get(key)
             && held.expires_at > now
+            && held.owner != owner
         {
             return Ok(false);
+        }
+        // Leases that expired without a release (a crashed turn) are pruned in bulk, so the
+        // table stays bounded by the number of live leases.
+        if leases.len() >= 1024 {
+            leases.retain(|_, held| held.expires_at > now);
         }
         leases.insert(
             key.clone(),
@@ -297,6 +304,8 @@ impl MemoryStore for InMemoryStore {
     }
 
     async fn conversation_count(&self) -> Result<u64, MemoryError> {
+        // The cache counts lazily; apply pending inserts, evictions and expirations first.
+        self.conversations.run_pending_tasks();
         Ok(self.conversations.entry_count())
     }
 }

@@ -11,6 +11,7 @@ mod error;
 mod factory;
 mod in_memory;
 mod lease;
+pub mod redis;
 mod store;
 
 pub use conversation::{
@@ -21,4 +22,5 @@ pub use error::MemoryError;
 pub use factory::open_store;
 pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
 pub use lease::{LeasePolicy, LeaseSettings, TurnLease};
+pub use redis::{RedisStore, RedisStoreConfig, RedisTopology};
 pub use store::MemoryStore;

@@ -61,7 +61,9 @@ pub trait MemoryStore: Send + Sync + 'static {
     /// Makes a round trip to the backend and returns how long it took.
     async fn health_check(&self) -> Result<Duration, MemoryError>;
 
-    /// Takes the conversation's turn lease for `owner` if nobody holds it; `true` on success.
+    /// Takes the conversation's turn lease for `owner` if nobody else holds it; `true` on
+    /// success. If `owner` already holds it, it is extended and `true` returned, so an acquire
+    /// retried after a lost reply still succeeds.
     async fn try_acquire_lease(
         &self,
         key: &ConversationKey,

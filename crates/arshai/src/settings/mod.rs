@@ -130,6 +130,18 @@ pub struct MemorySettings {
     pub turn_wait_seconds: f64,
     /// Lifetime of a turn lease without renewal, in seconds.
     pub turn_lease_seconds: f64,
+    /// Sentinel: the monitored master's name; setting it selects Sentinel.
+    pub redis_sentinel_master: Option<String>,
+    /// Sentinel: the sentinels' addresses (`host:port`).
+    pub redis_sentinels: Vec<String>,
+    /// Cluster: seed nodes (`host:port` or `redis://…`); setting them selects Cluster.
+    pub redis_cluster_nodes: Vec<String>,
+    /// Bound on establishing a Redis connection, in seconds.
+    pub redis_connect_timeout_seconds: f64,
+    /// Bound on each Redis command's reply, in seconds.
+    pub redis_response_timeout_seconds: f64,
+    /// Longest wait for one of the `redis_max_connections` in-flight slots, in seconds.
+    pub redis_pool_wait_seconds: f64,
 }
 
 impl Default for MemorySettings {
@@ -149,17 +161,29 @@ impl Default for MemorySettings {
             turn_policy: LeasePolicy::Wait,
             turn_wait_seconds: 30.0,
             turn_lease_seconds: 30.0,
+            redis_sentinel_master: None,
+            redis_sentinels: Vec::new(),
+            redis_cluster_nodes: Vec::new(),
+            redis_connect_timeout_seconds: 5.0,
+            redis_response_timeout_seconds: 2.0,
+            redis_pool_wait_seconds: 2.0,
         }
     }
 }
 
 impl MemorySettings {
-    /// The backend in effect: the explicit choice, else Redis when a URL is set.
+    /// The backend in effect: the explicit choice, else Redis when a URL, a Sentinel master or
+    /// Cluster nodes are set.
     pub fn effective_provider(&self) -> MemoryProvider {
-        match (self.memory_provider, &self.redis_url) {
-            (Some(provider), _) => provider,
-            (None, Some(_)) => MemoryProvider::Redis,
-            (None, None) => MemoryProvider::Memory,
+        match self.memory_provider {
+            Some(provider) => provider,
+            None if self.redis_url.is_some()
+                || self.redis_sentinel_master.is_some()
+                || !self.redis_cluster_nodes.is_empty() =>
+            {
+                MemoryProvider::Redis
+            }
+            None => MemoryProvider::Memory,
         }
     }
 
@@ -324,6 +348,18 @@ impl Settings {
             ("memory.turn_wait_seconds", memory.turn_wait_seconds),
             ("memory.turn_lease_seconds", memory.turn_lease_seconds),
             (
+                "memory.redis_connect_timeout_seconds",
+                memory.redis_connect_timeout_seconds,
+            ),
+            (
+                "memory.redis_response_timeout_seconds",
+                memory.redis_response_timeout_seconds,
+            ),
+            (
+                "memory.redis_pool_wait_seconds",
+                memory.redis_pool_wait_seconds,
+            ),
+            (
                 "server.request_timeout_seconds",
                 self.server.request_timeout_seconds,
             ),
@@ -394,6 +430,20 @@ impl Settings {
                     "needs a non-empty tenant and exactly one of `sha256` or `key`",
                 ));
             }
+        }
+        if memory.key_prefix.contains(['{', '}']) {
+            return Err(invalid(
+                "memory.key_prefix",
+                &memory.key_prefix,
+                "must not contain '{' or '}' (they would change the Redis Cluster hash tag)",
+            ));
+        }
+        if memory.redis_sentinel_master.is_some() && memory.redis_sentinels.is_empty() {
+            return Err(invalid(
+                "memory.redis_sentinels",
+                "[]",
+                "must list at least one sentinel when redis_sentinel_master is set",
+            ));
         }
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", 0, "must be at least 1"));

@@ -139,3 +139,40 @@ fn duplicate_agent_names_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn redis_topologies_are_selected_from_the_environment() {
+    use crate::memory::{RedisStoreConfig, RedisTopology};
+    Jail::expect_with(|jail| {
+        jail.set_env(
+            "ARSHAI_MEMORY__REDIS_CLUSTER_NODES",
+            r#"["10.0.0.1:6379", "10.0.0.2:6379"]"#,
+        );
+        let settings = load_in(jail, None).expect("loads");
+        assert_eq!(settings.memory.effective_provider(), MemoryProvider::Redis);
+        assert_eq!(
+            RedisStoreConfig::from_settings(&settings.memory).topology,
+            RedisTopology::Cluster {
+                nodes: vec!["10.0.0.1:6379".to_owned(), "10.0.0.2:6379".to_owned()]
+            }
+        );
+        jail.clear_env();
+        jail.set_env("ARSHAI_MEMORY__REDIS_SENTINEL_MASTER", "mymaster");
+        assert!(load_in(jail, None).is_err(), "sentinels are required");
+        jail.set_env("ARSHAI_MEMORY__REDIS_SENTINELS", r#"["s1:26379"]"#);
+        jail.set_env("ARSHAI_MEMORY__REDIS_RESPONSE_TIMEOUT_SECONDS", "0.5");
+        let settings = load_in(jail, None).expect("loads");
+        let config = RedisStoreConfig::from_settings(&settings.memory);
+        assert!(matches!(config.topology, RedisTopology::Sentinel { .. }));
+        assert_eq!(
+            config.response_timeout,
+            std::time::Duration::from_millis(500)
+        );
+        jail.set_env("ARSHAI_MEMORY__KEY_PREFIX", "bad{prefix}");
+        assert!(
+            load_in(jail, None).is_err(),
+            "braces would move the hash tag"
+        );
+        Ok(())
+    });
+}

@@ -1,0 +1,18 @@
+//! The Redis memory store: standalone, Sentinel or Cluster.
+//!
+//! - [`keys`]: the key layout (one hash tag per conversation, ids escaped).
+//! - [`scripts`]: the Lua scripts that make each write atomic and retry-safe.
+//! - [`connection`]: one multiplexed, self-reconnecting link per topology.
+//! - [`store`]: [`RedisStore`], the [`super::MemoryStore`] on top, with the in-flight bound,
+//!   timeouts, retries and error mapping.
+//!
+//! `docs/memory.md` explains what is atomic and what is eventually consistent.
+
+mod config;
+mod connection;
+mod keys;
+mod scripts;
+mod store;
+
+pub use config::{RedisStoreConfig, RedisTopology};
+pub use store::RedisStore;
