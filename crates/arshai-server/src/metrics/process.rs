@@ -35,7 +35,7 @@ impl ProcessStats {
     pub fn read() -> Option<Self> {
         let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
         // The command name (field 2) may contain spaces; fields after it are plain.
-        let after_name = &stat[stat.rfind(')')? + 2..];
+        let after_name = stat.get(stat.rfind(')')? + 2..)?;
         let fields: Vec<&str> = after_name.split_whitespace().collect();
         // `after_name` starts at field 3 (state); utime and stime are fields 14 and 15.
         let utime: f64 = fields.get(11)?.parse().ok()?;
