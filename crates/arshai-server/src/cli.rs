@@ -18,6 +18,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Load-test a running server.
+    Bench(crate::bench::BenchArgs),
+    /// Print the SHA-256 of an API key read from standard input, for `[[auth.keys]] sha256`.
+    HashKey,
 }
 
 /// Flags of `arshai serve`. Flags beat the environment, which beats the file.

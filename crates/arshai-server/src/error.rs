@@ -37,6 +37,20 @@ pub enum ApiError {
     /// The agent failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// Admission control refused the turn (at capacity, or draining).
+    #[error("{rejection}; retry after {} s", retry_after.as_secs())]
+    Overloaded {
+        /// Why.
+        rejection: crate::admission::Rejection,
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// No valid API key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The key is valid but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -55,6 +69,19 @@ impl ApiError {
             }
             Self::Agent(AgentError::Memory(error)) => memory_parts(error),
             Self::Agent(AgentError::Llm(error)) => llm_parts(error),
+            Self::Overloaded {
+                rejection,
+                retry_after,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                match rejection {
+                    crate::admission::Rejection::Draining => "shutting_down",
+                    _ => "overloaded",
+                },
+                Some(*retry_after),
+            ),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
         }
     }
 }
@@ -103,7 +130,7 @@ fn llm_parts(error: &LlmError) -> (StatusCode, &'static str, Option<Duration>) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, kind, retry_after) = self.parts();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::Overloaded { .. }) {
             tracing::warn!(error = %self, status = status.as_u16(), "request failed");
         }
         let body = json!({"error": {"type": kind, "message": self.to_string()}});
@@ -113,6 +140,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

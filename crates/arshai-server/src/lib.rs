@@ -4,20 +4,38 @@
 //! (see [`serve`]), and tests drive [`app`] on real sockets.
 //!
 //! - `POST /v1/agents/{agent}/messages` — one agent turn ([`routes::messages`]).
-//! - `GET /health` — the scaling guide's health check ([`routes::health`]).
+//! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
+//! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
+//!
+//! Every agent-turn route sits behind [`auth`] (API key → tenant) and [`turn_guard`]
+//! ([`admission`] control and turn metrics); every request gets a [`request_id`] and one
+//! log line. [`serve`] runs the accept loop ([`server`]) and the drain sequence
+//! ([`shutdown`]).
 
+pub mod admission;
+pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod readiness;
+pub mod request_id;
 pub mod routes;
+mod server;
 pub mod shutdown;
 pub mod state;
+pub mod turn_guard;
 
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -25,26 +43,55 @@ pub use state::AppState;
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.server.max_body_bytes;
-    Router::new()
+    // Agent turns: authenticated first (route layers added last run first), then admitted.
+    let turns = Router::new()
         .route(
             "/v1/agents/{agent}/messages",
             post(routes::messages::post_message),
         )
+        .route_layer(from_fn_with_state(state.clone(), turn_guard::admit))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .merge(turns)
         .route("/health", get(routes::health::health))
         .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::metrics::metrics))
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(request_id::assign))
         .with_state(state)
 }
 
-/// Serves [`app`] on `listener` until `shutdown` resolves, then drains in-flight requests.
+/// Serves [`app`] on `listener` until `shutdown` resolves, then drains: new turns get 503
+/// and readiness fails at once, in-flight turns and streams finish within
+/// `shutdown.grace_seconds`, connections close, and whatever is left at the deadline is
+/// cancelled (and logged).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let (stop, stopped) = watch::channel(false);
+    let accept = tokio::spawn(server::accept_loop(
+        listener,
+        app(state.clone()),
+        state.settings.admission.clone(),
+        std::sync::Arc::clone(&state.metrics),
+        stopped,
+    ));
+    shutdown.await;
+    let deadline = Instant::now() + shutdown::grace_period(&state);
+    shutdown::drain_turns(&state, deadline).await;
+    let _ = stop.send(true);
+    let connections = accept.await.map_err(std::io::Error::other)?;
+    // Give responses written just now a moment to flush even when the grace period is spent.
+    let close_by = deadline.max(Instant::now() + Duration::from_millis(200));
+    if tokio::time::timeout_at(close_by, connections.shutdown())
         .await
+        .is_err()
+    {
+        tracing::warn!("closing the connections still open at the shutdown deadline");
+    }
+    Ok(())
 }

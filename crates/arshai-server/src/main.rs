@@ -1,31 +1,37 @@
 //! The `arshai` binary: parse flags, load settings, bind, serve until a signal.
 
+use std::io::Read;
+
 use anyhow::Context;
 use arshai::Settings;
 use arshai_server::cli::{Cli, Command, ServeArgs};
-use arshai_server::{AppState, serve, shutdown};
+use arshai_server::{AppState, auth, bench, logging, serve, shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(run_server(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin()
+                .read_to_string(&mut key)
+                .context("cannot read the key from standard input")?;
+            println!("{}", auth::hash_key(key.trim_end_matches(['\n', '\r'])));
+            Ok(())
+        }
     }
 }
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
+    logging::init(settings.logging.format);
     if let Some(host) = args.host {
         settings.server.host = host;
     }
@@ -37,14 +43,16 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&address)
         .await
         .with_context(|| format!("cannot bind {}:{}", address.0, address.1))?;
+    let stop = shutdown::signal();
     let agents: Vec<&str> = state.agents.iter().map(|agent| agent.name()).collect();
     tracing::info!(
         address = %listener.local_addr()?,
         memory = state.memory.backend(),
         agents = ?agents,
+        auth = state.auth.enabled(),
         "arshai is serving"
     );
-    serve(listener, state, shutdown::signal()).await?;
+    serve(listener, state, stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,6 +6,11 @@ use arshai::Settings;
 use arshai::agent::{AgentRegistry, RegistryError};
 use arshai::memory::{MemoryError, MemoryStore, open_store};
 
+use crate::admission::Admission;
+use crate::auth::{ApiKeys, AuthError};
+use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
+use crate::readiness::Readiness;
+
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
 pub struct AppState {
@@ -13,8 +18,16 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The agents, by name.
     pub agents: Arc<AgentRegistry>,
-    /// The conversation memory every agent shares.
+    /// The conversation memory every agent shares (measured).
     pub memory: Arc<dyn MemoryStore>,
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Admission control of agent turns.
+    pub admission: Arc<Admission>,
+    /// The readiness latch.
+    pub readiness: Arc<Readiness>,
+    /// Accepted API keys.
+    pub auth: Arc<ApiKeys>,
 }
 
 /// Why the server could not start.
@@ -26,17 +39,37 @@ pub enum StartupError {
     /// An agent could not be built.
     #[error("cannot build the agents: {0}")]
     Agents(#[from] RegistryError),
+    /// The API keys could not be loaded.
+    #[error("cannot load the API keys: {0}")]
+    Auth(#[from] AuthError),
 }
 
 impl AppState {
-    /// Opens the memory store and builds the agents the settings declare.
+    /// Opens the memory store and builds the agents the settings declare, each measured.
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
-        let memory = open_store(&settings.memory).await?;
-        let agents = AgentRegistry::from_settings(&settings, Arc::clone(&memory))?;
+        let metrics = Arc::new(Metrics::new());
+        let auth = ApiKeys::load(&settings.auth)?;
+        let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
+        let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
+        let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
+        let agents =
+            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?;
+        let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
             settings: Arc::new(settings),
             agents: Arc::new(agents),
             memory,
+            metrics,
+            admission: Arc::new(admission),
+            readiness: Arc::new(Readiness::default()),
+            auth: Arc::new(auth),
         })
+    }
+
+    /// Starts draining: readiness fails and new turns are refused from now on.
+    pub fn start_draining(&self) {
+        self.readiness.start_draining();
+        self.admission.close();
+        self.metrics.draining.set(1);
     }
 }

@@ -1,17 +1,21 @@
 //! `POST /v1/agents/{agent}/messages`: one agent turn.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use arshai::agent::AgentInput;
+use arshai::agent::{Agent, AgentInput};
 use arshai::llm::Usage;
-use arshai::memory::{ConversationId, ConversationKey};
+use arshai::memory::ConversationId;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Tenant;
+use crate::request_id::{RequestId, TurnRecord};
 use crate::{ApiError, AppState};
 
 /// The request body.
@@ -39,14 +43,39 @@ pub struct MessageResponse {
 pub async fn post_message(
     State(state): State<AppState>,
     Path(agent_name): Path<String>,
+    tenant: Tenant,
+    request_id: RequestId,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<MessageResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let agent = state
         .agents
         .get(&agent_name)
         .cloned()
         .ok_or(ApiError::UnknownAgent(agent_name))?;
-    let body = body.map_err(|rejection| body_error(&rejection, &state))?;
+    let mut record = TurnRecord {
+        agent: agent.name().to_owned(),
+        agent_type: agent.agent_type(),
+        usage: None,
+    };
+    let mut response = match turn(&state, agent, tenant, request_id, body).await {
+        Ok(answer) => {
+            record.usage = Some(answer.usage);
+            Json(answer).into_response()
+        }
+        Err(error) => error.into_response(),
+    };
+    response.extensions_mut().insert(record);
+    Ok(response)
+}
+
+async fn turn(
+    state: &AppState,
+    agent: Arc<dyn Agent>,
+    tenant: Tenant,
+    request_id: RequestId,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<MessageResponse, ApiError> {
+    let body = body.map_err(|rejection| body_error(&rejection, state))?;
     let request = parse_json::<MessageRequest>(&body)?;
     if request.message.trim().is_empty() {
         return Err(ApiError::InvalidRequest(
@@ -54,20 +83,20 @@ pub async fn post_message(
         ));
     }
     let input = AgentInput {
-        tenant: ConversationKey::DEFAULT_TENANT.to_owned(),
+        tenant: tenant.0,
         conversation_id: request.conversation_id,
         message: request.message,
-        request_id: None,
+        request_id: Some(request_id.0),
     };
     let deadline = Duration::from_secs_f64(state.settings.server.request_timeout_seconds);
     let output = tokio::time::timeout(deadline, agent.process(input))
         .await
         .map_err(|_| ApiError::RequestTimeout(deadline))??;
-    Ok(Json(MessageResponse {
+    Ok(MessageResponse {
         conversation_id: output.conversation_id,
         reply: output.reply,
         usage: output.usage,
-    }))
+    })
 }
 
 /// Maps a body that could not be buffered to 413 or 400.

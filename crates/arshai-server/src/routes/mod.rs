@@ -2,6 +2,7 @@
 
 pub mod health;
 pub mod messages;
+pub mod metrics;
 
 use axum::http::Uri;
 

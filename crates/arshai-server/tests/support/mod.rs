@@ -24,6 +24,8 @@ pub fn settings_for(upstream: &FakeUpstream) -> Settings {
     let mut settings = Settings::default();
     settings.providers.openai.base_url = Some(upstream.base_url());
     settings.providers.openai.api_key = Some("sk-test-secret".to_owned());
+    // These tests check how each upstream failure maps to a response: see it once.
+    settings.providers.retry.max_retries = 0;
     settings.agents = vec![AgentSettings {
         name: "assistant".to_owned(),
         agent_type: arshai::settings::AgentType::Conversation,
@@ -68,6 +70,25 @@ impl TestServer {
         }
     }
 
+    /// Starts the drain sequence, as SIGTERM does for the binary.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -98,4 +119,12 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// The value of the sample `name` (with its labels, exactly as written) in `text`.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{Agent, ConversationAgent, ConversationAgentConfig};
-use crate::llm::{ClientFactory, LlmError, Sampling};
+use crate::llm::{ClientFactory, LlmClient, LlmError, LlmEvents, NoEvents, Sampling};
 use crate::memory::MemoryStore;
 use crate::settings::{AgentSettings, AgentType, Settings};
 
@@ -38,7 +38,20 @@ impl AgentRegistry {
         settings: &Settings,
         memory: Arc<dyn MemoryStore>,
     ) -> Result<Self, RegistryError> {
-        let mut factory = ClientFactory::new(settings.providers.clone());
+        Self::from_settings_with(settings, memory, Arc::new(NoEvents), &|client| client)
+    }
+
+    /// Like [`AgentRegistry::from_settings`], with the LLM clients reporting retries and
+    /// circuit states to `llm_events`, and each agent's client passed through `wrap_llm`
+    /// first, so that an application can decorate clients (metrics, tracing) without the
+    /// library knowing.
+    pub fn from_settings_with(
+        settings: &Settings,
+        memory: Arc<dyn MemoryStore>,
+        llm_events: Arc<dyn LlmEvents>,
+        wrap_llm: &dyn Fn(Arc<dyn LlmClient>) -> Arc<dyn LlmClient>,
+    ) -> Result<Self, RegistryError> {
+        let mut factory = ClientFactory::with_events(settings.providers.clone(), llm_events);
         let declared = if settings.agents.is_empty() {
             vec![default_agent()]
         } else {
@@ -52,6 +65,7 @@ impl AgentRegistry {
                     agent: agent.name.clone(),
                     source,
                 })?;
+            let llm = wrap_llm(llm);
             let built: Arc<dyn Agent> = match agent.agent_type {
                 AgentType::Conversation => Arc::new(ConversationAgent::new(
                     ConversationAgentConfig {

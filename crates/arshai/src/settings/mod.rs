@@ -7,6 +7,11 @@
 //! `max_conversations`, `redis_max_connections`, …). `docs/settings.md` documents each key.
 
 pub mod env_names;
+mod operations;
+
+pub use operations::{
+    AdmissionSettings, ApiKeySettings, AuthSettings, LogFormat, LoggingSettings, ShutdownSettings,
+};
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -15,7 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::llm::HttpPoolSettings;
+use crate::llm::{CircuitSettings, HttpPoolSettings, RetrySettings};
 use crate::memory::LeasePolicy;
 
 /// Why the settings could not be loaded. The message names the key and the bad value.
@@ -48,6 +53,14 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     /// The agents this server exposes.
     pub agents: Vec<AgentSettings>,
+    /// Admission control and connection limits.
+    pub admission: AdmissionSettings,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownSettings,
+    /// API-key authentication.
+    pub auth: AuthSettings,
+    /// Log output.
+    pub logging: LoggingSettings,
 }
 
 /// The HTTP service.
@@ -192,6 +205,12 @@ pub struct ProvidersSettings {
     pub openai: OpenAiProviderSettings,
     /// Connection pool and timeouts shared by the HTTP providers.
     pub http: HttpPoolSettings,
+    /// Retries of failed calls (per provider, same settings for each).
+    pub retry: RetrySettings,
+    /// The circuit breaker of each provider.
+    pub circuit: CircuitSettings,
+    /// Providers tried in order when an agent's provider fails (empty: no fallback).
+    pub fallback: Vec<ProviderChoice>,
 }
 
 /// An OpenAI-compatible provider.
@@ -360,6 +379,19 @@ impl Settings {
                 "providers.http.tcp_keepalive_seconds",
                 self.providers.http.tcp_keepalive_seconds,
             ),
+            (
+                "providers.http.read_timeout_seconds",
+                self.providers.http.read_timeout_seconds,
+            ),
+            (
+                "admission.queue_timeout_seconds",
+                self.admission.queue_timeout_seconds,
+            ),
+            (
+                "admission.header_read_timeout_seconds",
+                self.admission.header_read_timeout_seconds,
+            ),
+            ("shutdown.grace_seconds", self.shutdown.grace_seconds),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
@@ -378,6 +410,26 @@ impl Settings {
                 "(hidden)",
                 "must start with redis://, rediss:// or unix://",
             ));
+        }
+        for (key, value) in [
+            (
+                "admission.max_in_flight_turns",
+                self.admission.max_in_flight_turns,
+            ),
+            ("admission.max_connections", self.admission.max_connections),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, 0, "must be at least 1"));
+            }
+        }
+        for (index, key) in self.auth.keys.iter().enumerate() {
+            if key.tenant.is_empty() || key.sha256.is_some() == key.key.is_some() {
+                return Err(invalid(
+                    &format!("auth.keys[{index}]"),
+                    "(hidden)",
+                    "needs a non-empty tenant and exactly one of `sha256` or `key`",
+                ));
+            }
         }
         if memory.key_prefix.contains(['{', '}']) {
             return Err(invalid(

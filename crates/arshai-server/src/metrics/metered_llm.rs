@@ -1,0 +1,138 @@
+//! An [`LlmClient`] decorator that records upstream latency, time to first token, errors
+//! and tokens, so that providers stay free of metrics code.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arshai::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent, Usage};
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use super::{Metrics, TokenLabels, UpstreamClassLabels, UpstreamLabels};
+
+/// Wraps a client; every call is measured.
+pub struct MeteredLlm {
+    inner: Arc<dyn LlmClient>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredLlm {
+    /// Measures `inner` into `metrics`.
+    pub fn wrap(inner: Arc<dyn LlmClient>, metrics: Arc<Metrics>) -> Arc<dyn LlmClient> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    /// The model label: the requested model (configured per agent, so bounded).
+    fn labels(&self, request: &ChatRequest) -> UpstreamLabels {
+        UpstreamLabels {
+            provider: self.inner.provider(),
+            model: request
+                .model
+                .clone()
+                .unwrap_or_else(|| self.inner.default_model().to_owned()),
+        }
+    }
+
+    fn error(&self, error: &LlmError) {
+        self.metrics
+            .upstream_errors
+            .get_or_create(&UpstreamClassLabels {
+                provider: self.inner.provider(),
+                class: error.class(),
+            })
+            .inc();
+    }
+}
+
+/// Adds a call's tokens to `arshai_tokens_used_total`.
+fn count_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
+    for (kind, tokens) in [
+        ("input", usage.input_tokens),
+        ("output", usage.output_tokens),
+    ] {
+        metrics
+            .tokens
+            .get_or_create(&TokenLabels {
+                model: model.to_owned(),
+                r#type: kind,
+            })
+            .inc_by(tokens);
+    }
+}
+
+/// Observes a stream's duration when it ends or is dropped (a client that went away).
+struct StreamTimer {
+    metrics: Arc<Metrics>,
+    labels: UpstreamLabels,
+    start: Instant,
+}
+
+impl Drop for StreamTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .upstream_duration
+            .get_or_create(&self.labels)
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[async_trait]
+impl LlmClient for MeteredLlm {
+    fn provider(&self) -> &'static str {
+        self.inner.provider()
+    }
+
+    fn default_model(&self) -> &str {
+        self.inner.default_model()
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let labels = self.labels(request);
+        let start = Instant::now();
+        let result = self.inner.chat(request).await;
+        self.metrics
+            .upstream_duration
+            .get_or_create(&labels)
+            .observe(start.elapsed().as_secs_f64());
+        match &result {
+            Ok(response) => count_tokens(&self.metrics, &labels.model, &response.usage),
+            Err(error) => self.error(error),
+        }
+        result
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        let labels = self.labels(request);
+        let timer = StreamTimer {
+            metrics: Arc::clone(&self.metrics),
+            labels: labels.clone(),
+            start: Instant::now(),
+        };
+        let mut first_token = true;
+        self.inner
+            .stream(request)
+            .map(move |event| {
+                match &event {
+                    Ok(StreamEvent::TextDelta(_) | StreamEvent::ToolCall(_)) if first_token => {
+                        first_token = false;
+                        timer
+                            .metrics
+                            .upstream_ttft
+                            .get_or_create(&timer.labels)
+                            .observe(timer.start.elapsed().as_secs_f64());
+                    }
+                    Ok(StreamEvent::Usage(usage)) => {
+                        count_tokens(&timer.metrics, &timer.labels.model, usage);
+                    }
+                    Err(error) => self.error(error),
+                    Ok(_) => {}
+                }
+                event
+            })
+            .boxed()
+    }
+}

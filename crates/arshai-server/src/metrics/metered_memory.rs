@@ -1,0 +1,148 @@
+//! A [`MemoryStore`] decorator that records each operation's duration and errors.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arshai::llm::Message;
+use arshai::memory::{Conversation, ConversationKey, ConversationPage, MemoryError, MemoryStore};
+use async_trait::async_trait;
+
+use super::{MemoryErrorLabels, MemoryLabels, Metrics};
+
+/// Wraps a store; every operation is measured.
+pub struct MeteredMemory {
+    inner: Arc<dyn MemoryStore>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredMemory {
+    /// Measures `inner` into `metrics`.
+    pub fn wrap(inner: Arc<dyn MemoryStore>, metrics: Arc<Metrics>) -> Arc<dyn MemoryStore> {
+        Arc::new(Self { inner, metrics })
+    }
+
+    async fn measure<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, MemoryError>>,
+    ) -> Result<T, MemoryError> {
+        let backend = self.inner.backend();
+        let start = Instant::now();
+        let result = call.await;
+        self.metrics
+            .memory_duration
+            .get_or_create(&MemoryLabels { backend, operation })
+            .observe(start.elapsed().as_secs_f64());
+        if let Err(error) = &result {
+            self.metrics
+                .memory_errors
+                .get_or_create(&MemoryErrorLabels {
+                    backend,
+                    operation,
+                    class: error.class(),
+                })
+                .inc();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl MemoryStore for MeteredMemory {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, MemoryError> {
+        self.measure("load", self.inner.load(key)).await
+    }
+
+    async fn append(
+        &self,
+        key: &ConversationKey,
+        messages: &[Message],
+        expected_version: Option<u64>,
+    ) -> Result<u64, MemoryError> {
+        self.measure("append", self.inner.append(key, messages, expected_version))
+            .await
+    }
+
+    async fn set_working_memory(
+        &self,
+        key: &ConversationKey,
+        text: &str,
+    ) -> Result<u64, MemoryError> {
+        self.measure(
+            "set_working_memory",
+            self.inner.set_working_memory(key, text),
+        )
+        .await
+    }
+
+    async fn merge_metadata(
+        &self,
+        key: &ConversationKey,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<u64, MemoryError> {
+        self.measure("merge_metadata", self.inner.merge_metadata(key, metadata))
+            .await
+    }
+
+    async fn delete(&self, key: &ConversationKey) -> Result<bool, MemoryError> {
+        self.measure("delete", self.inner.delete(key)).await
+    }
+
+    async fn list(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ConversationPage, MemoryError> {
+        self.measure("list", self.inner.list(tenant, cursor, limit))
+            .await
+    }
+
+    async fn health_check(&self) -> Result<Duration, MemoryError> {
+        self.measure("health_check", self.inner.health_check())
+            .await
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        key: &ConversationKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, MemoryError> {
+        self.measure(
+            "acquire_lease",
+            self.inner.try_acquire_lease(key, owner, ttl),
+        )
+        .await
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &ConversationKey,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, MemoryError> {
+        self.measure("renew_lease", self.inner.renew_lease(key, owner, ttl))
+            .await
+    }
+
+    async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError> {
+        self.measure("release_lease", self.inner.release_lease(key, owner))
+            .await
+    }
+
+    async fn conversation_count(&self) -> Result<u64, MemoryError> {
+        self.measure("conversation_count", self.inner.conversation_count())
+            .await
+    }
+
+    async fn close(&self) -> Result<(), MemoryError> {
+        self.inner.close().await
+    }
+}

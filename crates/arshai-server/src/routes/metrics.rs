@@ -1,0 +1,38 @@
+//! `GET /metrics`: Prometheus exposition.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Bound on counting conversations during a scrape.
+const COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Encodes every metric. `arshai_active_conversations` is refreshed from the memory store
+/// first (bounded; the previous value is kept if the store does not answer).
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    if let Ok(Ok(count)) =
+        tokio::time::timeout(COUNT_TIMEOUT, state.memory.conversation_count()).await
+    {
+        state
+            .metrics
+            .active_conversations
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    match state.metrics.encode() {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+            response
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,117 @@
+//! Middleware around every agent-turn route: admission, turn metrics, and holding the turn's
+//! slot until its response body has been sent (so a stream counts as in flight, and graceful
+//! shutdown waits for it, until its last byte).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawPathParams, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body::{Frame, SizeHint};
+
+use crate::admission::TurnPermit;
+use crate::metrics::{AgentTypeLabels, Metrics, TurnLabels};
+use crate::request_id::TurnRecord;
+use crate::{ApiError, AppState};
+
+/// Observes the turn's metrics when the response body is finished or dropped.
+struct TurnGuard {
+    _permit: TurnPermit,
+    metrics: Arc<Metrics>,
+    labels: TurnLabels,
+    start: Instant,
+}
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        self.metrics.requests.inc();
+        self.metrics.request_duration.observe(seconds);
+        self.metrics
+            .agent_requests
+            .get_or_create(&self.labels)
+            .inc();
+        self.metrics
+            .agent_request_duration
+            .get_or_create(&AgentTypeLabels {
+                agent_type: self.labels.agent_type,
+            })
+            .observe(seconds);
+    }
+}
+
+/// A response body that keeps the [`TurnGuard`] alive until it is dropped.
+struct GuardedBody {
+    inner: Body,
+    _guard: TurnGuard,
+}
+
+impl http_body::Body for GuardedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Middleware: admits the turn or answers 503, then measures it.
+pub async fn admit(
+    State(state): State<AppState>,
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let permit = match state.admission.admit().await {
+        Ok(permit) => permit,
+        Err(rejection) => {
+            return ApiError::Overloaded {
+                rejection,
+                retry_after: state.admission.retry_after(),
+            }
+            .into_response();
+        }
+    };
+    let path_agent_type = params.ok().and_then(|params| {
+        let (_, name) = params.iter().find(|(key, _)| *key == "agent")?;
+        state.agents.get(name).map(|agent| agent.agent_type())
+    });
+    let response = next.run(request).await;
+    let agent_type = response
+        .extensions()
+        .get::<TurnRecord>()
+        .map(|turn| turn.agent_type)
+        .or(path_agent_type)
+        .unwrap_or("unknown");
+    let guard = TurnGuard {
+        _permit: permit,
+        metrics: Arc::clone(&state.metrics),
+        labels: TurnLabels {
+            agent_type,
+            status: response.status().as_u16(),
+        },
+        start,
+    };
+    response.map(|inner| {
+        Body::new(GuardedBody {
+            inner,
+            _guard: guard,
+        })
+    })
+}

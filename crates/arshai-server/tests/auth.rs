@@ -1,0 +1,166 @@
+//! API keys: missing, wrong and other tenants' keys; tenants never see each other's
+//! conversations.
+
+mod support;
+
+use arshai::settings::{ApiKeySettings, AuthSettings};
+use arshai_server::auth::hash_key;
+use arshai_testkit::FakeUpstream;
+use serde_json::{Value, json};
+use support::{TestServer, settings_for};
+
+const ACME_KEY: &str = "acme-secret-key-1";
+const GLOBEX_KEY: &str = "globex-secret-key-2";
+const LIMITED_KEY: &str = "limited-secret-key-3";
+
+async fn server_with_auth() -> TestServer {
+    let upstream = FakeUpstream::start().await.unwrap();
+    let mut settings = settings_for(&upstream);
+    settings.auth = AuthSettings {
+        enabled: true,
+        keys: vec![
+            ApiKeySettings {
+                tenant: "acme".to_owned(),
+                sha256: None,
+                key: Some(ACME_KEY.to_owned()),
+                agents: vec![],
+            },
+            ApiKeySettings {
+                tenant: "globex".to_owned(),
+                sha256: Some(hash_key(GLOBEX_KEY)),
+                key: None,
+                agents: vec![],
+            },
+            ApiKeySettings {
+                tenant: "limited".to_owned(),
+                sha256: Some(hash_key(LIMITED_KEY)),
+                key: None,
+                agents: vec!["another-agent".to_owned()],
+            },
+        ],
+        keys_file: None,
+    };
+    TestServer::start_with(upstream, settings).await
+}
+
+async fn post(server: &TestServer, key: Option<&str>, body: Value) -> (u16, String) {
+    let mut request = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_key_is_401_and_never_echoed() {
+    let server = server_with_auth().await;
+    let response = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["www-authenticate"], "Bearer");
+    for wrong in ["nope", "acme-secret-key-", "acme-secret-key-1x", ""] {
+        let (status, body) = post(&server, Some(wrong), json!({"message": "hi"})).await;
+        assert_eq!(status, 401, "{wrong:?}: {body}");
+        assert!(body.contains("unauthorized"), "{body}");
+        assert!(wrong.is_empty() || !body.contains(wrong), "{body}");
+    }
+    // A malformed Authorization header is refused as well.
+    let response = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .header("authorization", format!("Basic {ACME_KEY}"))
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        server.upstream.request_count(),
+        0,
+        "nothing reached the LLM"
+    );
+    let metrics = server.metrics_text().await;
+    assert!(!metrics.contains(ACME_KEY));
+}
+
+#[tokio::test]
+async fn a_valid_key_works_from_either_header() {
+    let server = server_with_auth().await;
+    let (status, body) = post(&server, Some(ACME_KEY), json!({"message": "hi"})).await;
+    assert_eq!(status, 200, "{body}");
+    let response = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .header("x-api-key", GLOBEX_KEY)
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn another_tenants_conversation_is_invisible() {
+    let server = server_with_auth().await;
+    let (status, _) = post(
+        &server,
+        Some(ACME_KEY),
+        json!({"conversation_id": "shared-id", "message": "acme secret plan"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Globex names the same conversation id: it gets its own, empty conversation.
+    let (status, _) = post(
+        &server,
+        Some(GLOBEX_KEY),
+        json!({"conversation_id": "shared-id", "message": "what was said?"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = &server.upstream.requests()[1].body["messages"];
+    assert_eq!(
+        sent.as_array().unwrap().len(),
+        2,
+        "system + globex's message only, nothing of acme's: {sent}"
+    );
+    assert!(!sent.to_string().contains("acme secret plan"));
+    // Acme's conversation is intact and did not see globex's turn.
+    let (status, _) = post(
+        &server,
+        Some(ACME_KEY),
+        json!({"conversation_id": "shared-id", "message": "continue"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = server.upstream.requests()[2].body["messages"].to_string();
+    assert!(sent.contains("acme secret plan"), "{sent}");
+    assert!(!sent.contains("what was said?"), "{sent}");
+}
+
+#[tokio::test]
+async fn a_key_limited_to_other_agents_is_403() {
+    let server = server_with_auth().await;
+    let (status, body) = post(&server, Some(LIMITED_KEY), json!({"message": "hi"})).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("forbidden"), "{body}");
+    assert_eq!(server.upstream.request_count(), 0);
+}
+
+#[tokio::test]
+async fn health_and_metrics_need_no_key() {
+    let server = server_with_auth().await;
+    for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+        let response = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
