@@ -197,7 +197,7 @@ impl RedisStore {
         };
         match self.run_raw(&build("EVALSHA", &script.sha)).await {
             Err(Ok(error)) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.run(&build("EVAL", script.source)).await
+                self.run(&build("EVAL", &script.source)).await
             }
             other => other.map_err(|failure| self.map(failure)),
         }
@@ -207,7 +207,8 @@ impl RedisStore {
         self.config.ttl.as_millis().max(1) as u64
     }
 
-    /// One atomic write to a conversation, then the index update.
+    /// One atomic write to a conversation and its index update (atomic together on
+    /// standalone and Sentinel; one after the other on Cluster).
     async fn write(
         &self,
         key: &ConversationKey,
@@ -232,7 +233,9 @@ impl RedisStore {
     ) -> Result<u64, MemoryError> {
         let keys = self.layout.conversation(key);
         let now = now_ms();
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(6 + messages.len() + 2 * fields.len());
+        // Where every key is on one server, the index update joins the atomic write.
+        let combined = !self.link.is_cluster();
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(10 + messages.len() + 2 * fields.len());
         args.push(
             expected_version
                 .map_or_else(|| "-1".to_owned(), |v| v.to_string())
@@ -243,6 +246,10 @@ impl RedisStore {
         args.push(now.to_string().into_bytes());
         args.push(write_id.as_bytes().to_vec());
         args.push(messages.len().to_string().into_bytes());
+        args.push(keys.lru_member.clone().into_bytes());
+        args.push(key.id.as_str().as_bytes().to_vec());
+        args.push(self.config.max_conversations.to_string().into_bytes());
+        args.push(self.layout.tenant_index_prefix().into_bytes());
         for message in messages {
             args.push(serde_json::to_vec(message).map_err(corrupt)?);
         }
@@ -250,21 +257,30 @@ impl RedisStore {
             args.push(field.into_bytes());
             args.push(value.into_bytes());
         }
-        let reply = self
-            .script(
-                &self.scripts.write,
-                &[&keys.hash, &keys.messages, &keys.ops],
-                args,
-            )
-            .await?;
-        let (applied, version): (i64, u64) = parse(reply)?;
+        let lru = self.layout.lru_index();
+        let mut script_keys = vec![keys.hash.as_str(), &keys.messages, &keys.ops];
+        if combined {
+            script_keys.extend([lru.as_str(), &keys.tenant_index]);
+        }
+        let reply = self.script(&self.scripts.write, &script_keys, args).await?;
+        let mut reply: Vec<Value> = parse(reply)?;
+        let popped = if reply.len() > 2 { reply.pop() } else { None };
+        let (applied, version): (i64, u64) = parse(Value::Array(reply))?;
         if applied == 0 {
             return Err(MemoryError::Conflict {
                 expected: expected_version.unwrap_or_default(),
                 actual: version,
             });
         }
-        self.index(key, &keys, now).await?;
+        if combined {
+            let popped: Vec<(String, String)> = match popped {
+                Some(popped) => parse(popped)?,
+                None => Vec::new(),
+            };
+            self.evict(popped).await?;
+        } else {
+            self.index(key, &keys, now).await?;
+        }
         Ok(version)
     }
 
@@ -291,7 +307,12 @@ impl RedisStore {
             )
             .await?;
         let evicted: Vec<(String, String)> = parse(reply)?;
-        for (member, score) in evicted {
+        self.evict(evicted).await
+    }
+
+    /// Deletes the conversations the index popped, unless written since.
+    async fn evict(&self, popped: Vec<(String, String)>) -> Result<(), MemoryError> {
+        for (member, score) in popped {
             let Some((_, tag)) = self.layout.keys_of_member(&member) else {
                 tracing::warn!("skipping an LRU index entry that is not a conversation");
                 continue;
