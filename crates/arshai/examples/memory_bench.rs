@@ -193,8 +193,8 @@ async fn bench_redis(seconds: u64) -> anyhow::Result<()> {
     let turns = loads.len() as f64 / elapsed;
     println!(
         "redis standalone, {tasks} tasks, {seconds} s: {turns:.0} turns/s (load + append of 2 messages; \
-         3 scripts per turn = {:.0} commands/s)",
-        turns * 3.0
+         2 scripts per turn = {:.0} commands/s)",
+        turns * 2.0
     );
     println!(
         "  load   p50 {:?} p99 {:?}\n  append p50 {:?} p99 {:?}",
