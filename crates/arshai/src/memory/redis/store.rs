@@ -272,14 +272,19 @@ impl RedisStore {
                 actual: version,
             });
         }
-        if combined {
-            let popped: Vec<(String, String)> = match popped {
-                Some(popped) => parse(popped)?,
-                None => Vec::new(),
-            };
-            self.evict(popped).await?;
+        // The write is applied: what follows keeps the bound, and failing the call now would
+        // invite a retry that writes the messages twice. A failure is logged; the TTL and the
+        // next writes' index updates repair it.
+        let follow_up = if combined {
+            match popped.map(parse::<Vec<(String, String)>>).transpose() {
+                Ok(popped) => self.evict(popped.unwrap_or_default()).await,
+                Err(error) => Err(error),
+            }
         } else {
-            self.index(key, &keys, now).await?;
+            self.index(key, &keys, now).await
+        };
+        if let Err(error) = follow_up {
+            tracing::warn!(%error, "conversation written, but its index update or eviction failed");
         }
         Ok(version)
     }
