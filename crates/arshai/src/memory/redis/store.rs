@@ -24,6 +24,8 @@ const BACKEND: &str = "redis";
 const WORKING_MEMORY: &str = "w";
 /// Prefix of metadata fields in the conversation hash.
 const METADATA: &str = "x:";
+/// Largest page `list` returns (each entry costs a lookup).
+const MAX_PAGE: usize = 1000;
 /// Pause before the one retry of a failed idempotent operation.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -462,7 +464,7 @@ impl MemoryStore for RedisStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ConversationPage, MemoryError> {
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, MAX_PAGE);
         let index = self.layout.tenant_index(tenant);
         let mut range = redis::cmd("ZRANGE");
         range
@@ -475,18 +477,27 @@ impl MemoryStore for RedisStore {
             .arg(limit + 1);
         let ids: Vec<String> = parse(self.run(&range).await?)?;
         let more = ids.len() > limit;
-        let mut items = Vec::with_capacity(limit);
-        let mut last = None;
-        for raw in ids.into_iter().take(limit) {
-            last = Some(raw.clone());
+        let candidates: Vec<String> = ids.into_iter().take(limit).collect();
+        let last = candidates.last().cloned();
+        // One HMGET per candidate, sent together (they pipeline on the multiplexed link; in
+        // Cluster each goes to its slot's node). The in-flight bound still applies.
+        let lookups = candidates.iter().map(|raw| async move {
             let Ok(id) = ConversationId::parse(raw.clone()) else {
-                continue;
+                return Ok(None);
             };
-            let key = ConversationKey::new(tenant, id.clone());
-            let keys = self.layout.conversation(&key);
+            let keys = self
+                .layout
+                .conversation(&ConversationKey::new(tenant, id.clone()));
             let mut fields = redis::cmd("HMGET");
             fields.arg(&keys.hash).arg("v").arg("u");
             let (version, updated): (Option<u64>, Option<u64>) = parse(self.run(&fields).await?)?;
+            Ok::<_, MemoryError>(Some((raw, id, version, updated)))
+        });
+        let mut items = Vec::with_capacity(limit);
+        for found in futures::future::join_all(lookups).await {
+            let Some((raw, id, version, updated)) = found? else {
+                continue;
+            };
             match version {
                 Some(version) if version > 0 => items.push(ConversationSummary {
                     id,
