@@ -374,7 +374,11 @@ impl RedisSentinelGroup {
     /// Kills the master and waits until the sentinel has promoted the replica.
     pub async fn fail_over(&mut self) -> anyhow::Result<()> {
         // Let the replica catch up first, so the failover loses nothing written so far.
-        let _ = self.master.cli(&["wait", "1", "2000"]).await;
+        let acked = self.master.cli(&["wait", "1", "5000"]).await?;
+        anyhow::ensure!(
+            acked.trim() == "1",
+            "the replica did not acknowledge the master's writes before the failover: {acked}"
+        );
         self.master.kill().await?;
         let replica = self.replica.port();
         let replica_cli = self.replica.port();

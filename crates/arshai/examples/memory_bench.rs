@@ -6,7 +6,8 @@
 //! - Redis turns/s (load + append) at 64 concurrent tasks against a real `redis-server`,
 //!   p50/p99 of load and append, and `redis-benchmark` on the same server for comparison.
 //!
-//! Environment: `BENCH_SECONDS` (default 5) per Redis phase.
+//! Environment: `BENCH_SECONDS` (default 5) per Redis phase; `BENCH_TOPOLOGY=cluster` runs the
+//! Redis phase on a 3-master cluster (and `redis-benchmark --cluster`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use arshai::memory::{
     ConversationId, ConversationKey, InMemoryStore, InMemoryStoreConfig, MemoryStore, RedisStore,
     RedisStoreConfig, RedisTopology,
 };
-use arshai_testkit::RedisServer;
+use arshai_testkit::{RedisCluster, RedisServer};
 
 fn key(i: usize) -> ConversationKey {
     ConversationKey::new(
@@ -128,11 +129,34 @@ fn bench_in_memory() {
     });
 }
 
-async fn bench_redis(seconds: u64) -> anyhow::Result<()> {
-    let server = RedisServer::start().await?;
+async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
+    // The servers stay up (and are killed on drop) until the benchmark ends.
+    let (_standalone, _cluster, topology, port, name) = if cluster {
+        let cluster = RedisCluster::start().await?;
+        let seeds = cluster.seeds();
+        let port = seeds[0].rsplit(':').next().unwrap_or_default().to_owned();
+        (
+            None,
+            Some(cluster),
+            RedisTopology::Cluster { nodes: seeds },
+            port,
+            "cluster (3 masters)",
+        )
+    } else {
+        let server = RedisServer::start().await?;
+        let url = server.url();
+        let port = server.port().to_string();
+        (
+            Some(server),
+            None,
+            RedisTopology::Standalone { url },
+            port,
+            "standalone",
+        )
+    };
     let store = Arc::new(
         RedisStore::open(RedisStoreConfig {
-            topology: RedisTopology::Standalone { url: server.url() },
+            topology,
             db: 0,
             key_prefix: "bench".to_owned(),
             ttl: Duration::from_secs(3600),
@@ -191,10 +215,12 @@ async fn bench_redis(seconds: u64) -> anyhow::Result<()> {
     loads.sort();
     appends.sort();
     let turns = loads.len() as f64 / elapsed;
+    // Cluster runs the index update as its own script (another slot).
+    let per_turn = if cluster { 3 } else { 2 };
     println!(
-        "redis standalone, {tasks} tasks, {seconds} s: {turns:.0} turns/s (load + append of 2 messages; \
-         3 scripts per turn = {:.0} commands/s)",
-        turns * 3.0
+        "redis {name}, {tasks} tasks, {seconds} s: {turns:.0} turns/s (load + append of 2 messages; \
+         {per_turn} scripts per turn = {:.0} commands/s)",
+        turns * per_turn as f64
     );
     println!(
         "  load   p50 {:?} p99 {:?}\n  append p50 {:?} p99 {:?}",
@@ -203,7 +229,6 @@ async fn bench_redis(seconds: u64) -> anyhow::Result<()> {
         percentile(&appends, 0.5),
         percentile(&appends, 0.99)
     );
-    let port = server.port().to_string();
     let n = "200000".to_owned();
     for args in [
         vec!["-t", "set,get,lpush,lrange_100"],
@@ -250,9 +275,13 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
-    bench_in_memory();
+    // BENCH_TOPOLOGY=cluster runs only the Redis phase, on a 3-master cluster.
+    let cluster = std::env::var("BENCH_TOPOLOGY").is_ok_and(|t| t == "cluster");
+    if !cluster {
+        bench_in_memory();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench_redis(seconds))
+    runtime.block_on(bench_redis(seconds, cluster))
 }

@@ -97,6 +97,11 @@ impl Link {
         }
     }
 
+    /// Whether keys of different slots may live on different servers.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
     /// Sends one command and returns its reply.
     pub(crate) async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
         match self {

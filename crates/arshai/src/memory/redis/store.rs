@@ -24,6 +24,8 @@ const BACKEND: &str = "redis";
 const WORKING_MEMORY: &str = "w";
 /// Prefix of metadata fields in the conversation hash.
 const METADATA: &str = "x:";
+/// Largest page `list` returns (each entry costs a lookup).
+const MAX_PAGE: usize = 1000;
 /// Pause before the one retry of a failed idempotent operation.
 const RETRY_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -197,7 +199,7 @@ impl RedisStore {
         };
         match self.run_raw(&build("EVALSHA", &script.sha)).await {
             Err(Ok(error)) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                self.run(&build("EVAL", script.source)).await
+                self.run(&build("EVAL", &script.source)).await
             }
             other => other.map_err(|failure| self.map(failure)),
         }
@@ -207,7 +209,8 @@ impl RedisStore {
         self.config.ttl.as_millis().max(1) as u64
     }
 
-    /// One atomic write to a conversation, then the index update.
+    /// One atomic write to a conversation and its index update (atomic together on
+    /// standalone and Sentinel; one after the other on Cluster).
     async fn write(
         &self,
         key: &ConversationKey,
@@ -232,7 +235,9 @@ impl RedisStore {
     ) -> Result<u64, MemoryError> {
         let keys = self.layout.conversation(key);
         let now = now_ms();
-        let mut args: Vec<Vec<u8>> = Vec::with_capacity(6 + messages.len() + 2 * fields.len());
+        // Where every key is on one server, the index update joins the atomic write.
+        let combined = !self.link.is_cluster();
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(10 + messages.len() + 2 * fields.len());
         args.push(
             expected_version
                 .map_or_else(|| "-1".to_owned(), |v| v.to_string())
@@ -243,6 +248,10 @@ impl RedisStore {
         args.push(now.to_string().into_bytes());
         args.push(write_id.as_bytes().to_vec());
         args.push(messages.len().to_string().into_bytes());
+        args.push(keys.lru_member.clone().into_bytes());
+        args.push(key.id.as_str().as_bytes().to_vec());
+        args.push(self.config.max_conversations.to_string().into_bytes());
+        args.push(self.layout.tenant_index_prefix().into_bytes());
         for message in messages {
             args.push(serde_json::to_vec(message).map_err(corrupt)?);
         }
@@ -250,21 +259,35 @@ impl RedisStore {
             args.push(field.into_bytes());
             args.push(value.into_bytes());
         }
-        let reply = self
-            .script(
-                &self.scripts.write,
-                &[&keys.hash, &keys.messages, &keys.ops],
-                args,
-            )
-            .await?;
-        let (applied, version): (i64, u64) = parse(reply)?;
+        let lru = self.layout.lru_index();
+        let mut script_keys = vec![keys.hash.as_str(), &keys.messages, &keys.ops];
+        if combined {
+            script_keys.extend([lru.as_str(), &keys.tenant_index]);
+        }
+        let reply = self.script(&self.scripts.write, &script_keys, args).await?;
+        let mut reply: Vec<Value> = parse(reply)?;
+        let popped = if reply.len() > 2 { reply.pop() } else { None };
+        let (applied, version): (i64, u64) = parse(Value::Array(reply))?;
         if applied == 0 {
             return Err(MemoryError::Conflict {
                 expected: expected_version.unwrap_or_default(),
                 actual: version,
             });
         }
-        self.index(key, &keys, now).await?;
+        // The write is applied: what follows keeps the bound, and failing the call now would
+        // invite a retry that writes the messages twice. A failure is logged; the TTL and the
+        // next writes' index updates repair it.
+        let follow_up = if combined {
+            match popped.map(parse::<Vec<(String, String)>>).transpose() {
+                Ok(popped) => self.evict(popped.unwrap_or_default()).await,
+                Err(error) => Err(error),
+            }
+        } else {
+            self.index(key, &keys, now).await
+        };
+        if let Err(error) = follow_up {
+            tracing::warn!(%error, "conversation written, but its index update or eviction failed");
+        }
         Ok(version)
     }
 
@@ -291,7 +314,12 @@ impl RedisStore {
             )
             .await?;
         let evicted: Vec<(String, String)> = parse(reply)?;
-        for (member, score) in evicted {
+        self.evict(evicted).await
+    }
+
+    /// Deletes the conversations the index popped, unless written since.
+    async fn evict(&self, popped: Vec<(String, String)>) -> Result<(), MemoryError> {
+        for (member, score) in popped {
             let Some((_, tag)) = self.layout.keys_of_member(&member) else {
                 tracing::warn!("skipping an LRU index entry that is not a conversation");
                 continue;
@@ -436,7 +464,7 @@ impl MemoryStore for RedisStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ConversationPage, MemoryError> {
-        let limit = limit.max(1);
+        let limit = limit.clamp(1, MAX_PAGE);
         let index = self.layout.tenant_index(tenant);
         let mut range = redis::cmd("ZRANGE");
         range
@@ -449,18 +477,27 @@ impl MemoryStore for RedisStore {
             .arg(limit + 1);
         let ids: Vec<String> = parse(self.run(&range).await?)?;
         let more = ids.len() > limit;
-        let mut items = Vec::with_capacity(limit);
-        let mut last = None;
-        for raw in ids.into_iter().take(limit) {
-            last = Some(raw.clone());
+        let candidates: Vec<String> = ids.into_iter().take(limit).collect();
+        let last = candidates.last().cloned();
+        // One HMGET per candidate, sent together (they pipeline on the multiplexed link; in
+        // Cluster each goes to its slot's node). The in-flight bound still applies.
+        let lookups = candidates.iter().map(|raw| async move {
             let Ok(id) = ConversationId::parse(raw.clone()) else {
-                continue;
+                return Ok(None);
             };
-            let key = ConversationKey::new(tenant, id.clone());
-            let keys = self.layout.conversation(&key);
+            let keys = self
+                .layout
+                .conversation(&ConversationKey::new(tenant, id.clone()));
             let mut fields = redis::cmd("HMGET");
             fields.arg(&keys.hash).arg("v").arg("u");
             let (version, updated): (Option<u64>, Option<u64>) = parse(self.run(&fields).await?)?;
+            Ok::<_, MemoryError>(Some((raw, id, version, updated)))
+        });
+        let mut items = Vec::with_capacity(limit);
+        for found in futures::future::join_all(lookups).await {
+            let Some((raw, id, version, updated)) = found? else {
+                continue;
+            };
             match version {
                 Some(version) if version > 0 => items.push(ConversationSummary {
                     id,
