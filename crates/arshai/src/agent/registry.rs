@@ -52,6 +52,13 @@ impl AgentRegistry {
                     agent: agent.name.clone(),
                     source,
                 })?;
+            tracing::info!(
+                agent = %agent.name,
+                provider = llm.provider(),
+                model = agent.model.as_deref().unwrap_or(llm.default_model()),
+                "agent uses LLM provider {}",
+                llm.provider()
+            );
             let built: Arc<dyn Agent> = match agent.agent_type {
                 AgentType::Conversation => Arc::new(ConversationAgent::new(
                     ConversationAgentConfig {

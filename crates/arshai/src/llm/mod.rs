@@ -10,6 +10,8 @@ mod error;
 mod events;
 mod factory;
 mod http_pool;
+#[cfg(feature = "local-model")]
+pub mod local;
 pub mod openai;
 mod types;
 
@@ -18,6 +20,8 @@ pub use error::LlmError;
 pub use events::{CircuitState, LlmEvents, NoEvents};
 pub use factory::ClientFactory;
 pub use http_pool::{HttpPoolSettings, build_http_client};
+#[cfg(feature = "local-model")]
+pub use local::LocalClient;
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
 };

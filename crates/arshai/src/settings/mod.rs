@@ -7,6 +7,7 @@
 //! `max_conversations`, `redis_max_connections`, …). `docs/settings.md` documents each key.
 
 pub mod env_names;
+mod local;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -17,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::llm::HttpPoolSettings;
 use crate::memory::LeasePolicy;
+
+pub use local::{DEFAULT_MODEL_PATH, LocalProviderSettings, MAX_CONTEXT_TOKENS};
 
 /// Why the settings could not be loaded. The message names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +171,8 @@ pub struct ProvidersSettings {
     pub openai: OpenAiProviderSettings,
     /// Connection pool and timeouts shared by the HTTP providers.
     pub http: HttpPoolSettings,
+    /// The embedded local model, used when no HTTP provider is configured.
+    pub local: LocalProviderSettings,
 }
 
 /// An OpenAI-compatible provider.
@@ -211,11 +216,14 @@ pub enum AgentType {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderChoice {
-    /// The configured provider (`OPENAI_BASE_URL` / `OPENAI_API_KEY` select OpenAI-compatible).
+    /// The configured provider (`OPENAI_BASE_URL` / `OPENAI_API_KEY` select OpenAI-compatible);
+    /// with none configured, the embedded local model.
     #[default]
     Auto,
     /// OpenAI or an OpenAI-compatible endpoint.
     Openai,
+    /// The embedded local model (SmolLM2-135M-Instruct, in-process).
+    Local,
 }
 
 /// One agent exposed by the server.
@@ -343,6 +351,7 @@ impl Settings {
                 "must start with redis://, rediss:// or unix://",
             ));
         }
+        self.providers.local.validate()?;
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", 0, "must be at least 1"));
         }
