@@ -66,6 +66,14 @@ impl AgentRegistry {
                     source,
                 })?;
             let llm = wrap_llm(llm);
+
+            tracing::info!(
+                agent = %agent.name,
+                provider = llm.provider(),
+                model = agent.model.as_deref().unwrap_or(llm.default_model()),
+                "agent uses LLM provider {}",
+                llm.provider()
+            );
             let built: Arc<dyn Agent> = match agent.agent_type {
                 AgentType::Conversation => Arc::new(ConversationAgent::new(
                     ConversationAgentConfig {

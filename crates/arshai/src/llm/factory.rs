@@ -37,18 +37,14 @@ impl ClientFactory {
         }
     }
 
-    /// The provider `choice` resolves to: `auto` picks the configured provider.
+    /// The provider `choice` resolves to: `auto` picks the configured HTTP provider, else
+    /// the embedded local model.
     pub fn resolve(&self, choice: ProviderChoice) -> Result<ProviderChoice, LlmError> {
         match choice {
             ProviderChoice::Auto if self.settings.openai.is_configured() => {
                 Ok(ProviderChoice::Openai)
             }
-            ProviderChoice::Auto => Err(LlmError::Config {
-                provider: "auto",
-                message: "no LLM provider is configured: set OPENAI_BASE_URL (any \
-                          OpenAI-compatible endpoint) and/or OPENAI_API_KEY"
-                    .to_owned(),
-            }),
+            ProviderChoice::Auto => Ok(ProviderChoice::Local),
             other => Ok(other),
         }
     }
@@ -115,7 +111,23 @@ impl ClientFactory {
                     http: self.settings.http.clone(),
                 })?)
             }
+            ProviderChoice::Local => local_client(&self.settings)?,
         };
         Ok(client)
     }
+}
+
+#[cfg(feature = "local-model")]
+fn local_client(settings: &ProvidersSettings) -> Result<Arc<dyn LlmClient>, LlmError> {
+    Ok(Arc::new(super::local::LocalClient::new(&settings.local)?))
+}
+
+#[cfg(not(feature = "local-model"))]
+fn local_client(_: &ProvidersSettings) -> Result<Arc<dyn LlmClient>, LlmError> {
+    Err(LlmError::Config {
+        provider: "local",
+        message: "this build has no embedded model (the `local-model` feature of the arshai \
+                  crate is off): set OPENAI_BASE_URL and/or OPENAI_API_KEY"
+            .to_owned(),
+    })
 }

@@ -12,6 +12,8 @@ mod events;
 mod factory;
 mod fallback;
 mod http_pool;
+#[cfg(feature = "local-model")]
+pub mod local;
 pub mod openai;
 pub mod openai_stream;
 mod retry;
@@ -26,6 +28,9 @@ pub use factory::ClientFactory;
 pub use fallback::FallbackClient;
 pub use http_pool::{HttpPoolSettings, build_http_client};
 pub use retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
+
+#[cfg(feature = "local-model")]
+pub use local::LocalClient;
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
 };

