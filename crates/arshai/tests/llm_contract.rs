@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use arshai::llm::{
     ChatRequest, CircuitState, ClientFactory, FinishReason, HttpPoolSettings, LlmClient, LlmError,
-    LlmEvents, Message, RetrySettings, StreamEvent,
+    LlmEvents, Message, RetrySettings, StreamEvent, StructuredError, chat_structured,
 };
 use arshai::settings::{ProviderChoice, ProvidersSettings};
 use arshai_testkit::{FakeUpstream, Reply};
@@ -338,6 +338,57 @@ async fn a_stream_is_retried_when_it_fails_before_the_first_event(provider: Prov
     assert_eq!(h.upstream.request_count(), 3);
 }
 
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+struct Forecast {
+    city: String,
+    celsius: i32,
+}
+
+/// The schema the provider was asked to enforce, found where its wire format puts it.
+fn schema_sent(provider: Provider, body: &serde_json::Value) -> serde_json::Value {
+    match provider {
+        Provider::OpenAi => {
+            assert_eq!(body["response_format"]["type"], "json_schema");
+            assert_eq!(body["response_format"]["json_schema"]["name"], "forecast");
+            body["response_format"]["json_schema"]["schema"].clone()
+        }
+    }
+}
+
+async fn structured_output_is_enforced_and_parsed_into_a_type(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream
+        .push(Reply::text(r#"{"city":"Oslo","celsius":21}"#));
+    let (forecast, response) =
+        chat_structured::<Forecast>(h.client.as_ref(), &ask("forecast?"), "forecast")
+            .await
+            .unwrap();
+    assert_eq!(
+        forecast,
+        Forecast {
+            city: "Oslo".into(),
+            celsius: 21
+        }
+    );
+    assert!(response.usage.total_tokens > 0);
+    let schema = schema_sent(provider, &h.upstream.requests()[0].body);
+    assert_eq!(schema["properties"]["celsius"]["type"], "integer");
+
+    h.upstream.push(Reply::text(r#"{"city":"Oslo"}"#));
+    let error = chat_structured::<Forecast>(h.client.as_ref(), &ask("?"), "forecast")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StructuredError::SchemaMismatch { .. }),
+        "{error}"
+    );
+    h.upstream.push(Reply::text("It will be sunny."));
+    let error = chat_structured::<Forecast>(h.client.as_ref(), &ask("?"), "forecast")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StructuredError::NotJson { .. }), "{error}");
+}
+
 macro_rules! contract {
     ($module:ident, $provider:expr) => {
         mod $module {
@@ -377,6 +428,10 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_slow_but_flowing_stream_is_not_cut() {
                 super::a_slow_but_flowing_stream_is_not_cut($provider).await;
+            }
+            #[tokio::test]
+            async fn structured_output_is_enforced_and_parsed_into_a_type() {
+                super::structured_output_is_enforced_and_parsed_into_a_type($provider).await;
             }
             #[tokio::test]
             async fn auth_errors_are_not_retried() {

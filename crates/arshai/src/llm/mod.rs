@@ -16,6 +16,8 @@ pub mod openai;
 pub mod openai_stream;
 mod retry;
 pub mod sse;
+mod structured;
+mod tool;
 mod types;
 
 pub use circuit::{CircuitBreaker, CircuitClient, CircuitSettings, Permit};
@@ -26,6 +28,8 @@ pub use factory::ClientFactory;
 pub use fallback::FallbackClient;
 pub use http_pool::{HttpPoolSettings, build_http_client};
 pub use retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
+pub use structured::{ResponseFormat, StructuredError, chat_structured, parse_structured};
+pub use tool::{ToolDefinition, schema_of};
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
 };
