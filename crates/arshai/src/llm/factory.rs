@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::gemini::GeminiClient;
 use super::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
 use super::{
     CircuitBreaker, CircuitClient, FallbackClient, LlmClient, LlmError, LlmEvents, NoEvents,
@@ -43,10 +44,20 @@ impl ClientFactory {
             ProviderChoice::Auto if self.settings.openai.is_configured() => {
                 Ok(ProviderChoice::Openai)
             }
+            ProviderChoice::Auto if self.settings.azure.is_configured() => {
+                Ok(ProviderChoice::Azure)
+            }
+            ProviderChoice::Auto if self.settings.gemini.is_configured() => {
+                Ok(ProviderChoice::Gemini)
+            }
+            ProviderChoice::Auto if self.settings.openrouter.is_configured() => {
+                Ok(ProviderChoice::Openrouter)
+            }
             ProviderChoice::Auto => Err(LlmError::Config {
                 provider: "auto",
                 message: "no LLM provider is configured: set OPENAI_BASE_URL (any \
-                          OpenAI-compatible endpoint) and/or OPENAI_API_KEY"
+                          OpenAI-compatible endpoint) and/or OPENAI_API_KEY, \
+                          AZURE_OPENAI_ENDPOINT, GOOGLE_API_KEY or OPENROUTER_API_KEY"
                     .to_owned(),
             }),
             other => Ok(other),
@@ -112,9 +123,26 @@ impl ClientFactory {
                         .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
                     api_key: openai.api_key.clone(),
                     default_model: openai.model.clone(),
+                    extra_headers: openai
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     http: self.settings.http.clone(),
                 })?)
             }
+            ProviderChoice::Azure => {
+                Arc::new(self.settings.azure.client(self.settings.http.clone())?)
+            }
+            ProviderChoice::Gemini => Arc::new(GeminiClient::new(
+                &self.settings.gemini,
+                self.settings.http.clone(),
+            )?),
+            ProviderChoice::Openrouter => Arc::new(
+                self.settings
+                    .openrouter
+                    .client(self.settings.http.clone())?,
+            ),
         };
         Ok(client)
     }

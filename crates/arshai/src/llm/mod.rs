@@ -5,17 +5,21 @@
 //! format. Failures are a typed [`LlmError`] that keeps what a caller needs to decide
 //! (retry-after, status, which provider).
 
+pub mod azure;
 mod circuit;
 mod client;
 mod error;
 mod events;
 mod factory;
 mod fallback;
+pub mod gemini;
 mod http_pool;
 pub mod openai;
 pub mod openai_stream;
+pub mod openrouter;
 mod retry;
 pub mod sse;
+mod status;
 mod structured;
 mod tool;
 mod types;

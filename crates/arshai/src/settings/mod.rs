@@ -15,6 +15,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::llm::azure::AzureSettings;
+use crate::llm::gemini::GeminiSettings;
+use crate::llm::openrouter::OpenRouterSettings;
 use crate::llm::{CircuitSettings, HttpPoolSettings, RetrySettings};
 use crate::memory::LeasePolicy;
 
@@ -166,6 +169,12 @@ impl MemorySettings {
 pub struct ProvidersSettings {
     /// OpenAI, or any OpenAI-compatible endpoint by base URL.
     pub openai: OpenAiProviderSettings,
+    /// Azure OpenAI.
+    pub azure: AzureSettings,
+    /// Google Gemini.
+    pub gemini: GeminiSettings,
+    /// OpenRouter.
+    pub openrouter: OpenRouterSettings,
     /// Connection pool and timeouts shared by the HTTP providers.
     pub http: HttpPoolSettings,
     /// Retries of failed calls (per provider, same settings for each).
@@ -186,6 +195,8 @@ pub struct OpenAiProviderSettings {
     pub base_url: Option<String>,
     /// Default model.
     pub model: String,
+    /// Extra headers sent with every request (a gateway's routing or tenant headers).
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for OpenAiProviderSettings {
@@ -194,6 +205,7 @@ impl Default for OpenAiProviderSettings {
             api_key: None,
             base_url: None,
             model: "gpt-4o-mini".to_owned(),
+            headers: Default::default(),
         }
     }
 }
@@ -222,6 +234,12 @@ pub enum ProviderChoice {
     Auto,
     /// OpenAI or an OpenAI-compatible endpoint.
     Openai,
+    /// Azure OpenAI.
+    Azure,
+    /// Google Gemini.
+    Gemini,
+    /// OpenRouter.
+    Openrouter,
 }
 
 /// One agent exposed by the server.
