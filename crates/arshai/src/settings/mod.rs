@@ -352,6 +352,10 @@ impl Settings {
                 "providers.http.read_timeout_seconds",
                 self.providers.http.read_timeout_seconds,
             ),
+            (
+                "providers.http.pool_wait_seconds",
+                self.providers.http.pool_wait_seconds,
+            ),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
@@ -369,6 +373,23 @@ impl Settings {
                 "memory.redis_url",
                 "(hidden)",
                 "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if self.providers.http.max_in_flight == 0 || self.providers.http.max_in_flight_per_host == 0
+        {
+            return Err(invalid(
+                "providers.http.max_in_flight",
+                0,
+                "limits of calls in flight must be at least 1",
+            ));
+        }
+        if !(self.providers.http.ttl_dns_cache_seconds >= 0.0
+            && self.providers.http.ttl_dns_cache_seconds < 1e9)
+        {
+            return Err(invalid(
+                "providers.http.ttl_dns_cache_seconds",
+                self.providers.http.ttl_dns_cache_seconds,
+                "must be a number of seconds, 0 or more",
             ));
         }
         if self.server.max_body_bytes == 0 {
