@@ -42,6 +42,9 @@ impl CallLimiter {
 
     fn host_semaphore(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = self.per_host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(semaphore) = hosts.get(host) {
+            return Arc::clone(semaphore);
+        }
         Arc::clone(
             hosts
                 .entry(host.to_owned())
@@ -53,6 +56,15 @@ impl CallLimiter {
     /// frees up within the wait bound.
     pub async fn acquire(&self, provider: &'static str, host: &str) -> Result<Slots, LlmError> {
         let host_semaphore = self.host_semaphore(host);
+        // Fast path without a timer: both slots are free (the common case).
+        if let Ok(host) = Arc::clone(&host_semaphore).try_acquire_owned()
+            && let Ok(total) = Arc::clone(&self.total).try_acquire_owned()
+        {
+            return Ok(Slots {
+                _total: total,
+                _host: host,
+            });
+        }
         let total = Arc::clone(&self.total);
         let both = async move {
             let host = host_semaphore.acquire_owned().await;
