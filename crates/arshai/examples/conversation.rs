@@ -27,6 +27,7 @@ async fn main() -> anyhow::Result<()> {
         base_url,
         api_key,
         default_model: "gpt-4o-mini".to_owned(),
+        extra_headers: Vec::new(),
         http: Default::default(),
     })?);
     let memory = Arc::new(InMemoryStore::new(InMemoryStoreConfig::default()));

@@ -7,11 +7,13 @@ mod conversation;
 mod error;
 mod io;
 mod registry;
+mod tools;
 
 pub use conversation::{ConversationAgent, ConversationAgentConfig};
 pub use error::AgentError;
 pub use io::{AgentInput, AgentOutput};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
+pub use tools::{FnTool, Tool, ToolError, ToolSet, ToolTurn};
 
 use async_trait::async_trait;
 
