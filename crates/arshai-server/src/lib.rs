@@ -4,6 +4,12 @@
 //! (see [`serve`]), and tests drive [`app`] on real sockets.
 //!
 //! - `POST /v1/agents/{agent}/messages` — one agent turn ([`routes::messages`]).
+//! - `POST /v1/agents/{agent}/messages` with `"stream": true` — the turn as server-sent events
+//!   ([`routes::message_stream`]).
+//! - `GET /v1/agents`; `GET|DELETE /v1/agents/{agent}/conversations/{id}`
+//!   ([`routes::agents`], [`routes::conversations`]).
+//! - `POST /v1/chat/completions`, `GET /v1/models[/{model}]` — the OpenAI-compatible API
+//!   ([`routes::chat_completions`], [`routes::models`]).
 //! - `GET /health` — the scaling guide's health check ([`routes::health`]).
 
 pub mod cli;
@@ -17,6 +23,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use routes::{agents, chat_completions, conversations, models};
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -30,6 +37,14 @@ pub fn app(state: AppState) -> Router {
             "/v1/agents/{agent}/messages",
             post(routes::messages::post_message),
         )
+        .route("/v1/agents", get(agents::list_agents))
+        .route(
+            "/v1/agents/{agent}/conversations/{id}",
+            get(conversations::get_conversation).delete(conversations::delete_conversation),
+        )
+        .route("/v1/chat/completions", post(chat_completions::create))
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{model}", get(models::get_model))
         .route("/health", get(routes::health::health))
         .route("/health/live", get(routes::health::live))
         .fallback(routes::not_found)

@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::{ApiError, AppState};
@@ -22,6 +23,9 @@ pub struct MessageRequest {
     pub conversation_id: Option<ConversationId>,
     /// The user's message.
     pub message: String,
+    /// Answer with server-sent events as the reply is generated (see [`super::message_stream`]).
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// The response body.
@@ -40,7 +44,7 @@ pub async fn post_message(
     State(state): State<AppState>,
     Path(agent_name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<MessageResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let agent = state
         .agents
         .get(&agent_name)
@@ -59,6 +63,9 @@ pub async fn post_message(
         message: request.message,
         request_id: None,
     };
+    if request.stream {
+        return super::message_stream::respond(&state, agent, input).await;
+    }
     let deadline = Duration::from_secs_f64(state.settings.server.request_timeout_seconds);
     let output = tokio::time::timeout(deadline, agent.process(input))
         .await
@@ -67,7 +74,8 @@ pub async fn post_message(
         conversation_id: output.conversation_id,
         reply: output.reply,
         usage: output.usage,
-    }))
+    })
+    .into_response())
 }
 
 /// Maps a body that could not be buffered to 413 or 400.

@@ -48,6 +48,8 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     /// The agents this server exposes.
     pub agents: Vec<AgentSettings>,
+    /// Streamed responses (`stream: true`).
+    pub stream: StreamSettings,
 }
 
 /// The HTTP service.
@@ -71,6 +73,26 @@ impl Default for ServerSettings {
             port: 8000,
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 300.0,
+        }
+    }
+}
+
+/// Streamed responses (server-sent events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Seconds between keep-alive comments while a stream has nothing to send, so proxies
+    /// and load balancers do not close a quiet connection.
+    pub keep_alive_seconds: f64,
+    /// A stream that produces no event for this many seconds ends with an error event.
+    pub idle_timeout_seconds: f64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            keep_alive_seconds: 15.0,
+            idle_timeout_seconds: 60.0,
         }
     }
 }
@@ -324,6 +346,8 @@ impl Settings {
                 "providers.http.tcp_keepalive_seconds",
                 self.providers.http.tcp_keepalive_seconds,
             ),
+            ("stream.keep_alive_seconds", self.stream.keep_alive_seconds),
+            ("stream.idle_timeout_seconds", self.stream.idle_timeout_seconds),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
