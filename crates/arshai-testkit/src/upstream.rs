@@ -1,29 +1,72 @@
-//! A fake OpenAI-compatible upstream over real HTTP.
+//! A fake LLM upstream over real HTTP.
+//!
+//! It answers in the provider's own wire format, chosen by the request path:
+//! - `…/chat/completions` (OpenAI, OpenRouter and other gateways, Azure OpenAI's
+//!   `/openai/deployments/{d}/chat/completions`): `chat.completion` JSON, or
+//!   `chat.completion.chunk` server-sent events ending in `data: [DONE]` when the body says
+//!   `"stream": true`.
+//! - `…/models/{model}:generateContent` and `…:streamGenerateContent?alt=sse` (Gemini).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde_json::{Value, json};
+use futures::stream::{self, StreamExt};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+use crate::wire::{self, Answer, Wire};
 
 /// How many received requests are kept for inspection (oldest dropped first).
 const RECORDED_REQUESTS: usize = 10_000;
 
+/// How long a [`StreamFault::Stall`] holds the connection without sending anything. Long
+/// enough that only the client's own timeout ends it; bounded so a forgotten test ends.
+const STALL: Duration = Duration::from_secs(600);
+
+/// Pause before an injected disconnect, so the frames before it are delivered.
+const FLUSH_PAUSE: Duration = Duration::from_millis(50);
+
+/// A tool call the fake model makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptedToolCall {
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, verbatim (may be invalid JSON on purpose).
+    pub arguments: String,
+}
+
+/// How a streamed answer breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// The connection is closed without finishing the response.
+    Disconnect,
+    /// A chunk whose data is not valid JSON is sent, then the rest of the answer.
+    MalformedChunk,
+    /// Nothing more is sent, but the connection stays open.
+    Stall,
+}
+
 /// One scripted answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
-    /// A `chat.completion` whose message has this text.
+    /// An answer with this text.
     Text(String),
-    /// An error status with an OpenAI-style error body and an optional `Retry-After`.
+    /// An answer that calls these tools (with optional text before the calls).
+    ToolCalls {
+        /// Text the model says before calling.
+        text: String,
+        /// The calls, in order.
+        calls: Vec<ScriptedToolCall>,
+    },
+    /// An error status with the provider's error body and an optional `Retry-After`.
     Status {
         /// The HTTP status.
         status: u16,
@@ -32,10 +75,22 @@ pub enum Reply {
         /// The `Retry-After` header, verbatim.
         retry_after: Option<String>,
     },
-    /// A 200 whose body is not valid JSON.
+    /// A 200 whose body is not valid JSON (or, when streaming, whose first chunk is not).
     Malformed,
-    /// Waits this long before answering with the next reply (or the default).
+    /// Waits this long before answering with the inner reply.
     Delay(Duration, Box<Reply>),
+    /// When streaming, waits this long between chunks of the inner reply.
+    ChunkDelay(Duration, Box<Reply>),
+    /// The inner reply breaks after `after_chunks` stream chunks (a non-streamed answer
+    /// breaks half-way through its body).
+    Fault {
+        /// How it breaks.
+        fault: StreamFault,
+        /// Chunks sent intact before the fault.
+        after_chunks: usize,
+        /// The answer that is broken.
+        reply: Box<Reply>,
+    },
 }
 
 impl Reply {
@@ -44,11 +99,41 @@ impl Reply {
         Self::Text(text.into())
     }
 
+    /// A reply that calls one tool.
+    pub fn tool_call(name: impl Into<String>, arguments: impl Into<String>) -> Self {
+        Self::tool_calls([(name, arguments)])
+    }
+
+    /// A reply that calls several tools at once.
+    pub fn tool_calls<N: Into<String>, A: Into<String>>(
+        calls: impl IntoIterator<Item = (N, A)>,
+    ) -> Self {
+        Self::ToolCalls {
+            text: String::new(),
+            calls: calls
+                .into_iter()
+                .map(|(name, arguments)| ScriptedToolCall {
+                    name: name.into(),
+                    arguments: arguments.into(),
+                })
+                .collect(),
+        }
+    }
+
     /// An error status.
     pub fn status(status: u16) -> Self {
         Self::Status {
             status,
             message: format!("injected status {status}"),
+            retry_after: None,
+        }
+    }
+
+    /// An error status with a message (e.g. a context-length error).
+    pub fn status_message(status: u16, message: impl Into<String>) -> Self {
+        Self::Status {
+            status,
+            message: message.into(),
             retry_after: None,
         }
     }
@@ -65,6 +150,34 @@ impl Reply {
     /// This reply, after `delay`.
     pub fn delayed(self, delay: Duration) -> Self {
         Self::Delay(delay, Box::new(self))
+    }
+
+    /// This reply, streamed with `delay` between chunks.
+    pub fn chunk_delay(self, delay: Duration) -> Self {
+        Self::ChunkDelay(delay, Box::new(self))
+    }
+
+    /// This reply, with the connection closed after `after_chunks` chunks.
+    pub fn disconnect_after(self, after_chunks: usize) -> Self {
+        self.fault(StreamFault::Disconnect, after_chunks)
+    }
+
+    /// This reply, with a malformed chunk after `after_chunks` chunks.
+    pub fn malformed_chunk_after(self, after_chunks: usize) -> Self {
+        self.fault(StreamFault::MalformedChunk, after_chunks)
+    }
+
+    /// This reply, stalling after `after_chunks` chunks.
+    pub fn stall_after(self, after_chunks: usize) -> Self {
+        self.fault(StreamFault::Stall, after_chunks)
+    }
+
+    fn fault(self, fault: StreamFault, after_chunks: usize) -> Self {
+        Self::Fault {
+            fault,
+            after_chunks,
+            reply: Box::new(self),
+        }
     }
 }
 
@@ -96,12 +209,27 @@ struct AppState {
 /// A request the upstream received.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// When it arrived (to check the spacing of retries).
+    pub at: Instant,
+    /// The request path, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// The query string, if any (`api-version=…`, `alt=sse`).
+    pub query: Option<String>,
     /// The JSON body (or `Null` if it did not parse).
     pub body: Value,
     /// The `Authorization` header.
     pub authorization: Option<String>,
     /// The `X-Request-Id` header.
     pub request_id: Option<String>,
+    /// Every header.
+    pub headers: HeaderMap,
+}
+
+impl Recorded {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 /// A running fake upstream. Stops when dropped.
@@ -137,9 +265,7 @@ impl FakeUpstream {
             latency: options.latency,
             record: options.record,
         };
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat_completions))
-            .with_state(state);
+        let app = Router::new().fallback(answer).with_state(state);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -156,9 +282,15 @@ impl FakeUpstream {
         })
     }
 
-    /// The base URL to configure a client with (`http://127.0.0.1:PORT/v1`).
+    /// The base URL of the OpenAI-compatible API (`http://127.0.0.1:PORT/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The root URL (`http://127.0.0.1:PORT`): Azure's endpoint, or Gemini's base URL
+    /// with `/v1beta` appended.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// The bound address.
@@ -195,22 +327,21 @@ impl Drop for FakeUpstream {
     }
 }
 
-/// The default answer: `echo: <last user message>`, so tests can see what was sent.
-fn echo(body: &Value) -> String {
-    let last_user = body["messages"]
-        .as_array()
-        .and_then(|messages| messages.iter().rev().find(|m| m["role"] == "user"))
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("");
-    format!("echo: {last_user}")
-}
-
-async fn chat_completions(
+async fn answer(
     State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let Some((wire, streaming, model_in_path)) = wire::route(&uri) else {
+        return (StatusCode::NOT_FOUND, "no such endpoint").into_response();
+    };
+    if method != Method::POST {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    }
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streaming = streaming || parsed["stream"] == Value::Bool(true);
     let header = |name: &str| {
         headers
             .get(name)
@@ -225,9 +356,13 @@ async fn chat_completions(
                 shared.requests.pop_front();
             }
             shared.requests.push_back(Recorded {
+                at: Instant::now(),
+                path: uri.path().to_owned(),
+                query: uri.query().map(str::to_owned),
                 body: parsed.clone(),
                 authorization: header("authorization"),
                 request_id: header("x-request-id"),
+                headers: headers.clone(),
             });
         }
         shared.script.pop_front()
@@ -235,76 +370,170 @@ async fn chat_completions(
     if !state.latency.is_zero() {
         tokio::time::sleep(state.latency).await;
     }
-    let mut reply = scripted.unwrap_or_else(|| Reply::Text(echo(&parsed)));
-    while let Reply::Delay(delay, inner) = reply {
-        tokio::time::sleep(delay).await;
-        reply = *inner;
+    let mut reply = scripted.unwrap_or_else(|| Reply::Text(wire::echo(wire, &parsed)));
+    let mut chunk_delay = Duration::ZERO;
+    let mut fault = None;
+    loop {
+        match reply {
+            Reply::Delay(delay, inner) => {
+                tokio::time::sleep(delay).await;
+                reply = *inner;
+            }
+            Reply::ChunkDelay(delay, inner) => {
+                chunk_delay = delay;
+                reply = *inner;
+            }
+            Reply::Fault {
+                fault: kind,
+                after_chunks,
+                reply: inner,
+            } => {
+                fault = Some((kind, after_chunks));
+                reply = *inner;
+            }
+            _ => break,
+        }
     }
-    let model = parsed["model"].as_str().unwrap_or("fake-model").to_owned();
-    match reply {
-        Reply::Text(text) => completion(&model, &text, &parsed).into_response(),
+    let model = model_in_path
+        .or_else(|| parsed["model"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "fake-model".to_owned());
+    let answer = match reply {
+        Reply::Text(text) => Answer {
+            text,
+            calls: Vec::new(),
+        },
+        Reply::ToolCalls { text, calls } => Answer { text, calls },
         Reply::Status {
             status,
             message,
             retry_after,
-        } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let kind = if status == StatusCode::TOO_MANY_REQUESTS {
-                "rate_limit_exceeded"
-            } else if status.is_server_error() {
-                "server_error"
-            } else {
-                "invalid_request_error"
-            };
-            let body =
-                json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
-            let mut response = (status, axum::Json(body)).into_response();
-            if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
-                response.headers_mut().insert("retry-after", value);
-            }
-            response
+        } => return error_status(wire, status, &message, retry_after),
+        Reply::Malformed if streaming => {
+            return sse_response(
+                vec![Bytes::from_static(
+                    b"data: {\"id\": \"broken\", \"choices\": [\n\n",
+                )],
+                Duration::ZERO,
+                None,
+            );
         }
-        Reply::Malformed => (
-            [("content-type", "application/json")],
-            "{\"id\": \"chatcmpl-broken\", \"choices\": [",
-        )
-            .into_response(),
-        Reply::Delay(..) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        Reply::Malformed => {
+            return (
+                [("content-type", "application/json")],
+                "{\"id\": \"chatcmpl-broken\", \"choices\": [",
+            )
+                .into_response();
+        }
+        Reply::Delay(..) | Reply::ChunkDelay(..) | Reply::Fault { .. } => {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if streaming {
+        let frames = wire::stream_frames(wire, &model, &answer, &parsed);
+        sse_response(frames, chunk_delay, fault)
+    } else {
+        let body = wire::complete(wire, &model, &answer, &parsed).to_string();
+        match fault {
+            None => ([("content-type", "application/json")], body).into_response(),
+            Some((StreamFault::MalformedChunk, _)) => (
+                [("content-type", "application/json")],
+                body[..body.len() / 2].to_owned(),
+            )
+                .into_response(),
+            Some((kind, _)) => {
+                let half = Bytes::from(body[..body.len() / 2].to_owned());
+                broken_body(
+                    "application/json",
+                    vec![half],
+                    Duration::ZERO,
+                    Some((kind, 1)),
+                )
+            }
+        }
     }
 }
 
-/// A `chat.completion` object exactly as OpenAI sends it.
-fn completion(model: &str, text: &str, request: &Value) -> axum::Json<Value> {
-    let prompt_tokens = approximate_tokens(&request["messages"].to_string());
-    let completion_tokens = approximate_tokens(text);
-    axum::Json(json!({
-        "id": format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
-        "object": "chat.completion",
-        "created": std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": null, "annotations": []},
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
-        },
-        "service_tier": "default",
-        "system_fingerprint": "fp_fake"
-    }))
+fn error_status(wire: Wire, status: u16, message: &str, retry_after: Option<String>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = wire::error_body(wire, status, message);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        response.headers_mut().insert("retry-after", value);
+    }
+    response
 }
 
-/// A stable stand-in for a tokenizer: one token per 4 bytes, at least 1.
-fn approximate_tokens(text: &str) -> u64 {
-    (text.len() as u64).div_ceil(4).max(1)
+fn sse_response(
+    frames: Vec<Bytes>,
+    chunk_delay: Duration,
+    fault: Option<(StreamFault, usize)>,
+) -> Response {
+    broken_body("text/event-stream", frames, chunk_delay, fault)
+}
+
+/// A chunked body that sends `frames` one by one, `chunk_delay` apart, breaking as `fault`
+/// says.
+fn broken_body(
+    content_type: &'static str,
+    frames: Vec<Bytes>,
+    chunk_delay: Duration,
+    fault: Option<(StreamFault, usize)>,
+) -> Response {
+    enum Item {
+        Frame(Bytes),
+        Fail,
+        Stall,
+    }
+    let mut items: Vec<Item> = Vec::with_capacity(frames.len() + 1);
+    for (index, frame) in frames.into_iter().enumerate() {
+        if let Some((kind, after)) = fault
+            && after == index
+        {
+            match kind {
+                StreamFault::Disconnect => {
+                    items.push(Item::Fail);
+                    break;
+                }
+                StreamFault::Stall => {
+                    items.push(Item::Stall);
+                    break;
+                }
+                StreamFault::MalformedChunk => items.push(Item::Frame(Bytes::from_static(
+                    b"data: {\"choices\": [{\"delta\": \n\n",
+                ))),
+            }
+        }
+        items.push(Item::Frame(frame));
+    }
+    if let Some((kind, after)) = fault
+        && after >= items.len()
+    {
+        items.push(match kind {
+            StreamFault::Stall => Item::Stall,
+            _ => Item::Fail,
+        });
+    }
+    let body = stream::iter(items.into_iter().enumerate()).then(move |(index, item)| async move {
+        if index > 0 && !chunk_delay.is_zero() {
+            tokio::time::sleep(chunk_delay).await;
+        }
+        match item {
+            Item::Frame(bytes) => Ok(bytes),
+            Item::Fail => {
+                // Let the frames already written reach the client first, as when a real
+                // connection drops mid-answer (hyper would otherwise abort a buffered head).
+                tokio::time::sleep(FLUSH_PAUSE).await;
+                Err(std::io::Error::other("injected disconnect"))
+            }
+            Item::Stall => {
+                tokio::time::sleep(STALL).await;
+                Err(std::io::Error::other("injected stall ended"))
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", content_type)
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }

@@ -59,7 +59,7 @@ pub trait LlmClient: Send + Sync + 'static {
 }
 
 /// The events a complete answer would have produced when streamed.
-fn replay(response: ChatResponse) -> Vec<StreamEvent> {
+pub(super) fn replay(response: ChatResponse) -> Vec<StreamEvent> {
     let mut events = Vec::with_capacity(3 + response.tool_calls.len());
     if !response.text.is_empty() {
         events.push(StreamEvent::TextDelta(response.text));

@@ -22,6 +22,8 @@ pub struct HttpPoolSettings {
     pub request_timeout_seconds: f64,
     /// TCP keepalive interval, in seconds.
     pub tcp_keepalive_seconds: f64,
+    /// Longest wait for the next bytes of a streamed answer, in seconds.
+    pub read_timeout_seconds: f64,
 }
 
 impl Default for HttpPoolSettings {
@@ -32,6 +34,7 @@ impl Default for HttpPoolSettings {
             connect_timeout_seconds: 5.0,
             request_timeout_seconds: 120.0,
             tcp_keepalive_seconds: 30.0,
+            read_timeout_seconds: 60.0,
         }
     }
 }
@@ -40,6 +43,11 @@ impl HttpPoolSettings {
     /// The total deadline of a non-streaming call.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout_seconds)
+    }
+
+    /// The longest wait for the next bytes of a streamed answer.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.read_timeout_seconds)
     }
 }
 

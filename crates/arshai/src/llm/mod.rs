@@ -11,6 +11,8 @@ mod events;
 mod factory;
 mod http_pool;
 pub mod openai;
+pub mod openai_stream;
+pub mod sse;
 mod types;
 
 pub use client::{LlmClient, StreamEvent};

@@ -4,11 +4,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future;
+use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 
+use super::client::replay;
+use super::openai_stream::OpenAiStreamDecoder;
+use super::sse;
 use super::{
     ChatRequest, ChatResponse, FinishReason, HttpPoolSettings, LlmClient, LlmError, Message, Role,
-    ToolCall, Usage, build_http_client,
+    StreamEvent, ToolCall, Usage, build_http_client,
 };
 
 /// The public OpenAI endpoint, used when no base URL is configured.
@@ -60,40 +65,108 @@ impl OpenAiClient {
         })
     }
 
-    async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let provider = self.config.provider;
-        let body = WireRequest::from_request(request, &self.config.default_model);
-        let mut builder = self.http.post(&self.endpoint).json(&body);
+    fn post(&self, body: &WireRequest<'_>, request: &ChatRequest) -> reqwest::RequestBuilder {
+        let mut builder = self.http.post(&self.endpoint).json(body);
         if let Some(auth) = &self.authorization {
             builder = builder.header(reqwest::header::AUTHORIZATION, auth);
         }
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
-        let response = builder
+        builder
+    }
+
+    async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let provider = self.config.provider;
+        let body = WireRequest::from_request(request, &self.config.default_model, false);
+        let response = self
+            .post(&body, request)
             .send()
             .await
             .map_err(|e| transport_error(provider, &e, self.config.http.request_timeout()))?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            let body = response.text().await.unwrap_or_default();
-            return Err(status_error(provider, status.as_u16(), &body, retry_after));
-        }
+        let response = check_status(provider, response).await?;
         let bytes = response
             .bytes()
             .await
             .map_err(|e| transport_error(provider, &e, self.config.http.request_timeout()))?;
-        let wire: WireResponse = serde_json::from_slice(&bytes).map_err(|e| LlmError::Decode {
-            provider,
-            message: e.to_string(),
-        })?;
-        wire.into_response(provider)
+        decode_response(provider, &bytes)
     }
+
+    /// Sends a streaming request and, once the upstream accepted it, returns its events.
+    async fn open_stream(
+        &self,
+        request: &ChatRequest,
+    ) -> Result<BoxStream<'static, Result<StreamEvent, LlmError>>, LlmError> {
+        let provider = self.config.provider;
+        let deadline = self.config.http.request_timeout();
+        let body = WireRequest::from_request(request, &self.config.default_model, true);
+        // The total deadline bounds the wait for the response head; after that each read is
+        // bounded by the read timeout, so a long answer is never cut while it still flows.
+        let response = match tokio::time::timeout(deadline, self.post(&body, request).send()).await
+        {
+            Ok(sent) => sent.map_err(|e| transport_error(provider, &e, deadline))?,
+            Err(_) => {
+                return Err(LlmError::Timeout {
+                    provider,
+                    after: deadline,
+                });
+            }
+        };
+        let response = check_status(provider, response).await?;
+        let is_json = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            // A gateway that ignores `stream: true` answers with one JSON body: replay it.
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(provider, &e, deadline))?;
+            let events = replay(decode_response(provider, &bytes)?);
+            return Ok(stream::iter(events.into_iter().map(Ok)).boxed());
+        }
+        let bytes = sse::response_bytes(provider, response, self.config.http.read_timeout());
+        let data = sse::event_data(provider, bytes);
+        Ok(sse::decode(data, OpenAiStreamDecoder::new(provider)).boxed())
+    }
+}
+
+/// Turns a non-success response into its typed error; passes a success through.
+pub(super) async fn check_status(
+    provider: &'static str,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, LlmError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = response.text().await.unwrap_or_default();
+    Err(status_error(provider, status.as_u16(), &body, retry_after))
+}
+
+fn decode_response(provider: &'static str, bytes: &[u8]) -> Result<ChatResponse, LlmError> {
+    let wire: WireResponse = serde_json::from_slice(bytes).map_err(|e| LlmError::Decode {
+        provider,
+        message: e.to_string(),
+    })?;
+    wire.into_response(provider)
+}
+
+/// Deserializes `null` as the type's default, so `"tool_calls": null` decodes like a
+/// missing field.
+pub(super) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 #[async_trait]
@@ -115,6 +188,18 @@ impl LlmClient for OpenAiClient {
                 after: deadline,
             }),
         }
+    }
+
+    fn stream<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+    ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        stream::once(self.open_stream(request))
+            .flat_map(|opened| match opened {
+                Ok(events) => events,
+                Err(error) => stream::once(future::ready(Err(error))).boxed(),
+            })
+            .boxed()
     }
 }
 
@@ -218,10 +303,19 @@ struct WireRequest<'a> {
     top_p: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<WireStreamOptions>,
+}
+
+#[derive(Serialize)]
+struct WireStreamOptions {
+    include_usage: bool,
 }
 
 impl<'a> WireRequest<'a> {
-    fn from_request(request: &'a ChatRequest, default_model: &'a str) -> Self {
+    fn from_request(request: &'a ChatRequest, default_model: &'a str, stream: bool) -> Self {
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
         if let Some(system) = &request.system {
             messages.push(WireMessageOut {
@@ -238,6 +332,10 @@ impl<'a> WireRequest<'a> {
             temperature: request.sampling.temperature,
             top_p: request.sampling.top_p,
             max_tokens: request.sampling.max_tokens,
+            stream,
+            stream_options: stream.then_some(WireStreamOptions {
+                include_usage: true,
+            }),
         }
     }
 }
@@ -295,7 +393,7 @@ struct WireResponse {
     id: Option<String>,
     #[serde(default)]
     model: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     choices: Vec<WireChoice>,
     #[serde(default)]
     usage: Option<WireUsage>,
@@ -348,7 +446,7 @@ struct WireChoice {
 struct WireMessageIn {
     #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     tool_calls: Vec<WireToolCallIn>,
 }
 
@@ -369,7 +467,7 @@ struct WireFunctionIn {
 }
 
 #[derive(Deserialize)]
-struct WireUsage {
+pub(super) struct WireUsage {
     #[serde(default)]
     prompt_tokens: u64,
     #[serde(default)]
@@ -381,7 +479,7 @@ struct WireUsage {
 }
 
 impl WireUsage {
-    fn into_usage(self) -> Usage {
+    pub(super) fn into_usage(self) -> Usage {
         Usage {
             input_tokens: self.prompt_tokens,
             output_tokens: self.completion_tokens,
@@ -407,9 +505,9 @@ struct WireErrorBody {
 }
 
 #[derive(Deserialize)]
-struct WireError {
+pub(super) struct WireError {
     #[serde(default)]
-    message: String,
+    pub(super) message: String,
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default)]

@@ -346,6 +346,10 @@ impl Settings {
                 "providers.http.tcp_keepalive_seconds",
                 self.providers.http.tcp_keepalive_seconds,
             ),
+            (
+                "providers.http.read_timeout_seconds",
+                self.providers.http.read_timeout_seconds,
+            ),
             ("stream.keep_alive_seconds", self.stream.keep_alive_seconds),
             ("stream.idle_timeout_seconds", self.stream.idle_timeout_seconds),
         ] {
