@@ -376,10 +376,8 @@ impl ChunkWriter {
             // The agent runs its own tools; OpenAI clients would try to run them too.
             Ok(AgentEvent::ToolCall(_) | AgentEvent::ToolResult { .. }) => Vec::new(),
             Ok(AgentEvent::Done(summary)) => {
-                let mut frames = vec![self.delta(
-                    Delta::default(),
-                    Some(summary.finish_reason.as_wire()),
-                )];
+                let mut frames =
+                    vec![self.delta(Delta::default(), Some(summary.finish_reason.as_wire()))];
                 if self.include_usage {
                     frames.push(self.chunk(None, Some(summary.usage)));
                 }
@@ -433,17 +431,18 @@ pub async fn create(
         .get(&request.model)
         .cloned()
         .ok_or_else(|| ApiError::UnknownAgent(request.model.clone()))?;
-    let conversation_id = match headers.get(CONVERSATION_ID_HEADER) {
-        None => None,
-        Some(value) => {
-            let text = value.to_str().map_err(|_| {
-                ApiError::InvalidRequest("X-Conversation-Id is not visible ASCII".to_owned())
-            })?;
-            Some(ConversationId::parse(text).map_err(|error| {
-                ApiError::InvalidRequest(format!("X-Conversation-Id: {error}"))
-            })?)
-        }
-    };
+    let conversation_id =
+        match headers.get(CONVERSATION_ID_HEADER) {
+            None => None,
+            Some(value) => {
+                let text = value.to_str().map_err(|_| {
+                    ApiError::InvalidRequest("X-Conversation-Id is not visible ASCII".to_owned())
+                })?;
+                Some(ConversationId::parse(text).map_err(|error| {
+                    ApiError::InvalidRequest(format!("X-Conversation-Id: {error}"))
+                })?)
+            }
+        };
     let turn = request.to_turn(conversation_id.clone())?;
     let mut response = if request.streams() {
         stream_completion(&state, agent, turn, &request).await?
@@ -453,9 +452,7 @@ pub async fn create(
     if let Some(id) = conversation_id
         && let Ok(value) = HeaderValue::from_str(id.as_str())
     {
-        response
-            .headers_mut()
-            .insert(CONVERSATION_ID_HEADER, value);
+        response.headers_mut().insert(CONVERSATION_ID_HEADER, value);
     }
     Ok(response)
 }
@@ -467,9 +464,10 @@ async fn complete(
     request: &ChatCompletionRequest,
 ) -> Result<Response, OpenAiError> {
     let deadline = Duration::from_secs_f64(state.settings.server.request_timeout_seconds);
-    let summary: TurnSummary = tokio::time::timeout(deadline, collect_turn(agent.turn_stream(turn)))
-        .await
-        .map_err(|_| ApiError::RequestTimeout(deadline))??;
+    let summary: TurnSummary =
+        tokio::time::timeout(deadline, collect_turn(agent.turn_stream(turn)))
+            .await
+            .map_err(|_| ApiError::RequestTimeout(deadline))??;
     let id = completion_id();
     let body = Completion {
         id: &id,

@@ -38,7 +38,8 @@ fn key(state: &AppState, agent: &str, id: String) -> Result<ConversationKey, Api
     if state.agents.get(agent).is_none() {
         return Err(ApiError::UnknownAgent(agent.to_owned()));
     }
-    let id = ConversationId::parse(id).map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
+    let id =
+        ConversationId::parse(id).map_err(|error| ApiError::InvalidRequest(error.to_string()))?;
     // Tenants come with authentication; until then every caller is the default one.
     Ok(ConversationKey::new(ConversationKey::DEFAULT_TENANT, id))
 }

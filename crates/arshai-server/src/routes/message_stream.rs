@@ -44,9 +44,7 @@ pub async fn respond(
     let frames = turn.map(|item| Ok::<_, Infallible>(frame(item)));
     let mut response = sse::response(frames, &bounds).into_response();
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
-        response
-            .headers_mut()
-            .insert(CONVERSATION_ID_HEADER, value);
+        response.headers_mut().insert(CONVERSATION_ID_HEADER, value);
     }
     Ok(response)
 }

@@ -101,10 +101,11 @@ pub fn response<S>(frames: S, bounds: &StreamBounds) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    Sse::new(frames).keep_alive(
-        KeepAlive::new()
-            .interval(bounds.keep_alive)
-            .text("keep-alive"),
-    )
-    .into_response()
+    Sse::new(frames)
+        .keep_alive(
+            KeepAlive::new()
+                .interval(bounds.keep_alive)
+                .text("keep-alive"),
+        )
+        .into_response()
 }

@@ -2,6 +2,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod openai;
+pub mod probe;
+pub mod sse;
+
 use std::net::SocketAddr;
 
 use arshai::Settings;

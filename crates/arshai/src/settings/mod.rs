@@ -351,7 +351,10 @@ impl Settings {
                 self.providers.http.read_timeout_seconds,
             ),
             ("stream.keep_alive_seconds", self.stream.keep_alive_seconds),
-            ("stream.idle_timeout_seconds", self.stream.idle_timeout_seconds),
+            (
+                "stream.idle_timeout_seconds",
+                self.stream.idle_timeout_seconds,
+            ),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
