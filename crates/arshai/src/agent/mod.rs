@@ -108,3 +108,6 @@ fn refuse(what: &str) -> AgentEventStream {
     let error = AgentError::Unsupported(what.to_owned());
     futures::stream::once(async move { Err(error) }).boxed()
 }
+
+#[cfg(test)]
+mod trait_tests;
