@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! stream_ttft --server http://127.0.0.1:8000 --upstream http://127.0.0.1:8001/v1 \
-//!             [--agent assistant] [--requests 2000] [--concurrency 1]
+//!             [--agent assistant] [--requests 2000] [--concurrency 1] [--endpoint chat|messages]
 //! ```
 //!
 //! Each worker alternates one streamed request straight to the upstream and one streamed
-//! `/v1/chat/completions` request through the server, and times each from sending to the
-//! first frame that carries answer text. It reports p50/p99 of both and of the paired
+//! request through the server (stateless `/v1/chat/completions`, or with `--endpoint
+//! messages` a new conversation on `/v1/agents/{agent}/messages`, which adds the turn lease
+//! and the memory load), and times each from sending to the first frame that carries answer
+//! text. It reports p50/p99 of both and of the paired
 //! differences. `scripts/bench-stream` starts the processes and runs this at 1 and 64.
 
 use std::time::{Duration, Instant};
@@ -22,6 +24,7 @@ struct Args {
     agent: String,
     requests: usize,
     concurrency: usize,
+    messages_endpoint: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -31,6 +34,7 @@ fn parse_args() -> anyhow::Result<Args> {
         agent: "assistant".to_owned(),
         requests: 2000,
         concurrency: 1,
+        messages_endpoint: false,
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
@@ -43,6 +47,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--agent" => args.agent = value,
             "--requests" => args.requests = value.parse()?,
             "--concurrency" => args.concurrency = value.parse()?,
+            "--endpoint" => {
+                args.messages_endpoint = match value.as_str() {
+                    "chat" => false,
+                    "messages" => true,
+                    other => bail!("--endpoint is chat or messages, not {other}"),
+                }
+            }
             other => bail!("unknown flag {other}"),
         }
     }
@@ -82,10 +93,12 @@ fn has_text(frame: &[u8]) -> bool {
     text.lines()
         .filter_map(|line| line.strip_prefix("data: "))
         .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .any(|chunk| {
-            chunk["choices"][0]["delta"]["content"]
+        .any(|data| {
+            // An OpenAI chunk, or the native `delta` event.
+            let text = data["choices"][0]["delta"]["content"]
                 .as_str()
-                .is_some_and(|t| !t.is_empty())
+                .or(data["text"].as_str());
+            text.is_some_and(|t| !t.is_empty())
         })
 }
 
@@ -109,9 +122,19 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let messages = json!([{"role": "user", "content": "Tell me a short story about the sea"}]);
     let direct = json!({"model": "fake-model", "messages": messages, "stream": true});
-    let through = json!({"model": args.agent, "messages": messages, "stream": true});
     let direct_url = format!("{}/chat/completions", args.upstream.trim_end_matches('/'));
-    let server_url = format!("{}/v1/chat/completions", args.server.trim_end_matches('/'));
+    let server = args.server.trim_end_matches('/');
+    let (through, server_url) = if args.messages_endpoint {
+        (
+            json!({"message": messages[0]["content"], "stream": true}),
+            format!("{server}/v1/agents/{}/messages", args.agent),
+        )
+    } else {
+        (
+            json!({"model": args.agent, "messages": messages, "stream": true}),
+            format!("{server}/v1/chat/completions"),
+        )
+    };
 
     // Warm-up: connections, allocators, caches.
     for _ in 0..50.min(args.requests) {
@@ -148,7 +171,12 @@ async fn main() -> anyhow::Result<()> {
     server.sort();
     added.sort();
     println!(
-        "concurrency {} | {} pairs in {:.1} s",
+        "{} | concurrency {} | {} pairs in {:.1} s",
+        if args.messages_endpoint {
+            "messages (new conversation)"
+        } else {
+            "chat/completions (stateless)"
+        },
         args.concurrency,
         pairs.len(),
         elapsed.as_secs_f64()
