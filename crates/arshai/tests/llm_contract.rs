@@ -1,13 +1,14 @@
 //! The provider contract: every provider passes the same behaviour tests against the testkit's
 //! fake upstream over real HTTP (chat, stream, tool calls, usage, error classes, faults).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arshai::llm::openai::{OpenAiClient, OpenAiConfig};
 use arshai::llm::{
-    ChatRequest, FinishReason, HttpPoolSettings, LlmClient, LlmError, Message, StreamEvent,
+    ChatRequest, CircuitState, ClientFactory, FinishReason, HttpPoolSettings, LlmClient, LlmError,
+    LlmEvents, Message, RetrySettings, StreamEvent, StructuredError, chat_structured,
 };
+use arshai::settings::{ProviderChoice, ProvidersSettings};
 use arshai_testkit::{FakeUpstream, Reply};
 use futures::StreamExt;
 
@@ -21,11 +22,29 @@ struct Harness {
     upstream: FakeUpstream,
     client: Arc<dyn LlmClient>,
     name: &'static str,
+    events: Arc<Recorder>,
+}
+
+/// Records what the clients report through [`LlmEvents`].
+#[derive(Default)]
+struct Recorder {
+    retries: Mutex<Vec<&'static str>>,
+    states: Mutex<Vec<CircuitState>>,
+}
+
+impl LlmEvents for Recorder {
+    fn retry(&self, _provider: &'static str, class: &'static str) {
+        self.retries.lock().unwrap().push(class);
+    }
+
+    fn circuit_state(&self, _provider: &'static str, state: CircuitState) {
+        self.states.lock().unwrap().push(state);
+    }
 }
 
 fn http() -> HttpPoolSettings {
     HttpPoolSettings {
-        request_timeout_seconds: 5.0,
+        request_timeout_seconds: 1.0,
         read_timeout_seconds: 0.5,
         ..HttpPoolSettings::default()
     }
@@ -33,25 +52,33 @@ fn http() -> HttpPoolSettings {
 
 async fn harness(provider: Provider) -> Harness {
     let upstream = FakeUpstream::start().await.unwrap();
-    let (client, name): (Arc<dyn LlmClient>, &'static str) = match provider {
-        Provider::OpenAi => (
-            Arc::new(
-                OpenAiClient::new(OpenAiConfig {
-                    provider: "openai",
-                    base_url: upstream.base_url(),
-                    api_key: Some("sk-test".into()),
-                    default_model: "gpt-test".into(),
-                    http: http(),
-                })
-                .unwrap(),
-            ),
-            "openai",
-        ),
+    let mut settings = ProvidersSettings {
+        http: http(),
+        retry: RetrySettings {
+            max_retries: 2,
+            base_delay_seconds: 0.01,
+            max_delay_seconds: 0.05,
+            ..RetrySettings::default()
+        },
+        ..ProvidersSettings::default()
     };
+    let (choice, name) = match provider {
+        Provider::OpenAi => {
+            settings.openai.base_url = Some(upstream.base_url());
+            settings.openai.api_key = Some("sk-test".into());
+            settings.openai.model = "gpt-test".into();
+            (ProviderChoice::Openai, "openai")
+        }
+    };
+    let events = Arc::new(Recorder::default());
+    let client = ClientFactory::with_events(settings, events.clone())
+        .client(choice)
+        .unwrap();
     Harness {
         upstream,
         client,
         name,
+        events,
     }
 }
 
@@ -216,6 +243,152 @@ async fn malformed_json_is_a_decode_error_naming_the_provider(provider: Provider
     assert!(error.to_string().contains(h.name), "{error}");
 }
 
+async fn auth_errors_are_not_retried(provider: Provider) {
+    for status in [401, 403] {
+        let h = harness(provider).await;
+        h.upstream.push(Reply::status(status));
+        let error = h.client.chat(&ask("hi")).await.unwrap_err();
+        assert!(
+            matches!(error, LlmError::Auth { status: s, .. } if s == status),
+            "{error}"
+        );
+        assert_eq!(h.upstream.request_count(), 1);
+        assert!(h.events.retries.lock().unwrap().is_empty());
+    }
+}
+
+async fn a_rate_limit_with_retry_after_waits_that_long_then_succeeds(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream.push(Reply::status_retry_after(429, "2"));
+    let response = h.client.chat(&ask("patience")).await.unwrap();
+    assert_eq!(response.text, "echo: patience");
+    let requests = h.upstream.requests();
+    assert_eq!(requests.len(), 2, "one retry");
+    let gap = requests[1].at.duration_since(requests[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900) && gap < Duration::from_secs(4),
+        "the retry came {gap:?} after the 429, not about 2 s"
+    );
+    assert_eq!(*h.events.retries.lock().unwrap(), vec!["rate_limited"]);
+}
+
+async fn request_errors_map_to_their_classes(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream.push(Reply::status(400));
+    assert_eq!(
+        h.client.chat(&ask("a")).await.unwrap_err().class(),
+        "bad_request"
+    );
+    h.upstream.push(Reply::status_message(
+        400,
+        "This model's maximum context length is 128000 tokens",
+    ));
+    assert_eq!(
+        h.client.chat(&ask("a")).await.unwrap_err().class(),
+        "context_length"
+    );
+    h.upstream.push(Reply::status_retry_after(429, "60"));
+    let error = h.client.chat(&ask("a")).await.unwrap_err();
+    assert_eq!(error.class(), "rate_limited");
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(60)));
+    h.upstream
+        .push(Reply::text("late").delayed(Duration::from_secs(10)));
+    h.upstream
+        .push(Reply::text("late").delayed(Duration::from_secs(10)));
+    h.upstream
+        .push(Reply::text("late").delayed(Duration::from_secs(10)));
+    assert_eq!(
+        h.client.chat(&ask("a")).await.unwrap_err().class(),
+        "timeout"
+    );
+    assert_eq!(h.upstream.request_count(), 6, "timeouts are retried");
+}
+
+async fn a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens(
+    provider: Provider,
+) {
+    let h = harness(provider).await;
+    for _ in 0..20 {
+        h.upstream.push(Reply::status(503));
+    }
+    let first = h.client.chat(&ask("a")).await.unwrap_err();
+    assert_eq!(first.class(), "upstream_status");
+    assert_eq!(h.upstream.request_count(), 3, "one call, two retries");
+    // Two more failures reach the threshold (5): the breaker opens during this call.
+    let second = h.client.chat(&ask("a")).await.unwrap_err();
+    assert_eq!(h.upstream.request_count(), 5);
+    assert_eq!(second.class(), "circuit_open", "{second}");
+    let third = h.client.chat(&ask("a")).await.unwrap_err();
+    assert_eq!(third.class(), "circuit_open");
+    let streamed: Vec<_> = h.client.stream(&ask("a")).collect().await;
+    assert!(matches!(streamed[..], [Err(LlmError::CircuitOpen { .. })]));
+    assert_eq!(h.upstream.request_count(), 5, "an open circuit fails fast");
+    assert_eq!(*h.events.states.lock().unwrap(), vec![CircuitState::Open]);
+    assert_eq!(h.events.retries.lock().unwrap().len(), 4);
+}
+
+async fn a_stream_is_retried_when_it_fails_before_the_first_event(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream.push(Reply::status(503));
+    h.upstream
+        .push(Reply::text("second try").disconnect_after(0));
+    let events = collect(h.client.as_ref(), &ask("hi")).await;
+    assert!(events.iter().all(Result::is_ok), "{events:?}");
+    assert_eq!(text_of(&events), "echo: hi");
+    assert_eq!(h.upstream.request_count(), 3);
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize, schemars::JsonSchema)]
+struct Forecast {
+    city: String,
+    celsius: i32,
+}
+
+/// The schema the provider was asked to enforce, found where its wire format puts it.
+fn schema_sent(provider: Provider, body: &serde_json::Value) -> serde_json::Value {
+    match provider {
+        Provider::OpenAi => {
+            assert_eq!(body["response_format"]["type"], "json_schema");
+            assert_eq!(body["response_format"]["json_schema"]["name"], "forecast");
+            body["response_format"]["json_schema"]["schema"].clone()
+        }
+    }
+}
+
+async fn structured_output_is_enforced_and_parsed_into_a_type(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream
+        .push(Reply::text(r#"{"city":"Oslo","celsius":21}"#));
+    let (forecast, response) =
+        chat_structured::<Forecast>(h.client.as_ref(), &ask("forecast?"), "forecast")
+            .await
+            .unwrap();
+    assert_eq!(
+        forecast,
+        Forecast {
+            city: "Oslo".into(),
+            celsius: 21
+        }
+    );
+    assert!(response.usage.total_tokens > 0);
+    let schema = schema_sent(provider, &h.upstream.requests()[0].body);
+    assert_eq!(schema["properties"]["celsius"]["type"], "integer");
+
+    h.upstream.push(Reply::text(r#"{"city":"Oslo"}"#));
+    let error = chat_structured::<Forecast>(h.client.as_ref(), &ask("?"), "forecast")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, StructuredError::SchemaMismatch { .. }),
+        "{error}"
+    );
+    h.upstream.push(Reply::text("It will be sunny."));
+    let error = chat_structured::<Forecast>(h.client.as_ref(), &ask("?"), "forecast")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StructuredError::NotJson { .. }), "{error}");
+}
+
 macro_rules! contract {
     ($module:ident, $provider:expr) => {
         mod $module {
@@ -255,6 +428,33 @@ macro_rules! contract {
             #[tokio::test]
             async fn a_slow_but_flowing_stream_is_not_cut() {
                 super::a_slow_but_flowing_stream_is_not_cut($provider).await;
+            }
+            #[tokio::test]
+            async fn structured_output_is_enforced_and_parsed_into_a_type() {
+                super::structured_output_is_enforced_and_parsed_into_a_type($provider).await;
+            }
+            #[tokio::test]
+            async fn auth_errors_are_not_retried() {
+                super::auth_errors_are_not_retried($provider).await;
+            }
+            #[tokio::test]
+            async fn a_rate_limit_with_retry_after_waits_that_long_then_succeeds() {
+                super::a_rate_limit_with_retry_after_waits_that_long_then_succeeds($provider).await;
+            }
+            #[tokio::test]
+            async fn request_errors_map_to_their_classes() {
+                super::request_errors_map_to_their_classes($provider).await;
+            }
+            #[tokio::test]
+            async fn a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens() {
+                super::a_503_storm_is_retried_a_bounded_number_of_times_then_the_circuit_opens(
+                    $provider,
+                )
+                .await;
+            }
+            #[tokio::test]
+            async fn a_stream_is_retried_when_it_fails_before_the_first_event() {
+                super::a_stream_is_retried_when_it_fails_before_the_first_event($provider).await;
             }
             #[tokio::test]
             async fn malformed_json_is_a_decode_error_naming_the_provider() {

@@ -28,6 +28,8 @@ pub fn settings_for(upstream: &FakeUpstream) -> Settings {
     let mut settings = Settings::default();
     settings.providers.openai.base_url = Some(upstream.base_url());
     settings.providers.openai.api_key = Some("sk-test-secret".to_owned());
+    // These tests check how each upstream failure maps to a response: see it once.
+    settings.providers.retry.max_retries = 0;
     settings.agents = vec![AgentSettings {
         name: "assistant".to_owned(),
         agent_type: arshai::settings::AgentType::Conversation,
@@ -52,6 +54,11 @@ impl TestServer {
         let state = AppState::from_settings(settings)
             .await
             .expect("state builds");
+        Self::start_state(upstream, state).await
+    }
+
+    /// Serves a state built by the test (agents with tools, say).
+    pub async fn start_state(upstream: FakeUpstream, state: AppState) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();

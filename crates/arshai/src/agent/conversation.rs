@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, TurnRequest};
+use super::{Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, ToolSet, TurnRequest};
 use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
 // Streamed turns live in their own file; as a child module they share this one's fields.
 #[path = "conversation_stream.rs"]
@@ -38,6 +38,7 @@ pub struct ConversationAgent {
     config: ConversationAgentConfig,
     llm: Arc<dyn LlmClient>,
     memory: Arc<dyn MemoryStore>,
+    tools: Option<Arc<ToolSet>>,
 }
 
 impl ConversationAgent {
@@ -51,7 +52,14 @@ impl ConversationAgent {
             config,
             llm,
             memory,
+            tools: None,
         }
+    }
+
+    /// This agent, letting its model call `tools` (run in parallel, in bounded rounds).
+    pub fn with_tools(mut self, tools: ToolSet) -> Self {
+        self.tools = (!tools.is_empty()).then(|| Arc::new(tools));
+        self
     }
 
     async fn turn(
@@ -78,8 +86,12 @@ impl ConversationAgent {
             messages,
             sampling: self.config.sampling.clone(),
             request_id: input.request_id,
+            ..ChatRequest::default()
         };
-        let response = self.llm.chat(&request).await?;
+        let response = match &self.tools {
+            Some(tools) => tools.run(self.llm.as_ref(), &request).await?.response,
+            None => self.llm.chat(&request).await?,
+        };
         let turn = [user, Message::assistant(response.text.clone())];
         match self.memory.append(key, &turn, Some(stored.version)).await {
             Ok(_) => {}

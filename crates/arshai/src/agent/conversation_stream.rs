@@ -17,6 +17,7 @@ use crate::agent::{
     event_stream,
 };
 use crate::llm::{ChatRequest, FinishReason, Message, Sampling, StreamEvent, ToolCall, Usage};
+
 use crate::memory::{ConversationId, ConversationKey, MemoryError, TurnLease};
 
 /// [`crate::agent::Agent::process_stream`] for [`ConversationAgent`].
@@ -116,11 +117,9 @@ async fn recorded_turn(
     else {
         return Ok(None);
     };
+    // As in the non-streamed turn, the tool exchange is not kept, only the answer.
     let mut turn = request.messages;
-    turn.push(Message {
-        tool_calls: answer.tool_calls.clone(),
-        ..Message::assistant(answer.text.clone())
-    });
+    turn.push(Message::assistant(answer.text.clone()));
     match agent.memory.append(key, &turn, Some(stored.version)).await {
         Ok(_) => {}
         Err(MemoryError::Conflict { expected, actual }) => {
@@ -135,7 +134,13 @@ async fn recorded_turn(
     Ok(Some(summary(Some(key.id.clone()), answer)))
 }
 
-/// Streams one model call over `history` + the request's messages, forwarding deltas.
+/// Streams the model's answer over `history` + the request's messages, forwarding deltas.
+///
+/// With tools, this is [`crate::agent::ToolSet::run`]'s loop, streamed: the calls of each
+/// round are forwarded as they complete, run in parallel, their results forwarded and sent
+/// back, until the model answers in text (after `max_rounds`, once more without tools).
+/// The answer's text is the last round's, as in the non-streamed turn; the deltas of every
+/// round are forwarded.
 async fn answer(
     agent: &ConversationAgent,
     mut history: Vec<Message>,
@@ -146,9 +151,7 @@ async fn answer(
     history.extend(request.messages.iter().cloned());
     let config = &agent.config;
     let system = system_prompt(&config.system_prompt, working_memory);
-    // `..default()` keeps this compiling as the request grows (tools, response formats).
-    #[allow(clippy::needless_update)]
-    let chat = ChatRequest {
+    let mut chat = ChatRequest {
         model: config.model.clone(),
         system: (!system.is_empty()).then_some(system),
         messages: history,
@@ -158,9 +161,56 @@ async fn answer(
             max_tokens: request.sampling.max_tokens.or(config.sampling.max_tokens),
         },
         request_id: request.request_id.clone(),
+        tools: agent
+            .tools
+            .as_ref()
+            .map(|tools| tools.definitions())
+            .unwrap_or_default(),
         ..ChatRequest::default()
     };
-    let mut upstream = agent.llm.stream(&chat);
+    let max_rounds = agent.tools.as_ref().map_or(0, |tools| tools.max_rounds);
+    let mut usage = Usage::default();
+    for round in 0..=max_rounds {
+        if round == max_rounds {
+            chat.tools.clear();
+        }
+        let Some(mut step) = stream_call(agent, &chat, events).await? else {
+            return Ok(None);
+        };
+        usage += step.usage;
+        let tools = match &agent.tools {
+            Some(tools) if !step.tool_calls.is_empty() && !chat.tools.is_empty() => tools,
+            _ => {
+                step.usage = usage;
+                return Ok(Some(step));
+            }
+        };
+        let calls = std::mem::take(&mut step.tool_calls);
+        let results = tools.execute(&calls).await;
+        for (call, result) in calls.iter().zip(&results) {
+            let event = AgentEvent::ToolResult {
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                content: result.content.clone(),
+            };
+            if !events.send(Ok(event)).await {
+                return Ok(None);
+            }
+        }
+        chat.messages.push(Message::tool_calls(step.text, calls));
+        chat.messages.extend(results);
+    }
+    // The last round offers no tools, so it always returned above.
+    Err(AgentError::Incomplete)
+}
+
+/// One streamed model call; `Ok(None)` when the consumer went away.
+async fn stream_call(
+    agent: &ConversationAgent,
+    chat: &ChatRequest,
+    events: &mut EventSender,
+) -> Result<Option<Answer>, AgentError> {
+    let mut upstream = agent.llm.stream(chat);
     let mut text = String::new();
     let mut tool_calls = Vec::new();
     let mut usage = Usage::default();

@@ -37,7 +37,8 @@ pub enum AgentEvent {
 pub struct TurnSummary {
     /// The conversation the turn was recorded in; `None` for a stateless turn.
     pub conversation_id: Option<ConversationId>,
-    /// The whole answer (the concatenation of every text delta).
+    /// The answer: the text of the model's last call (with tools, text the model wrote
+    /// before calling them was streamed as deltas but is not part of the answer).
     pub reply: String,
     /// Tokens used by every LLM call of the turn.
     pub usage: Usage,

@@ -10,6 +10,7 @@ mod error;
 mod event;
 mod io;
 mod registry;
+mod tools;
 mod turn_request;
 
 pub use conversation::{ConversationAgent, ConversationAgentConfig};
@@ -19,6 +20,7 @@ pub use event::{
 };
 pub use io::{AgentInput, AgentOutput};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
+pub use tools::{FnTool, Tool, ToolError, ToolSet, ToolTurn};
 pub use turn_request::TurnRequest;
 
 use std::sync::Arc;

@@ -5,21 +5,31 @@
 //! format. Failures are a typed [`LlmError`] that keeps what a caller needs to decide
 //! (retry-after, status, which provider).
 
+mod circuit;
 mod client;
 mod error;
 mod events;
 mod factory;
+mod fallback;
 mod http_pool;
 pub mod openai;
 pub mod openai_stream;
+mod retry;
 pub mod sse;
+mod structured;
+mod tool;
 mod types;
 
+pub use circuit::{CircuitBreaker, CircuitClient, CircuitSettings, Permit};
 pub use client::{LlmClient, StreamEvent};
 pub use error::LlmError;
 pub use events::{CircuitState, LlmEvents, NoEvents};
 pub use factory::ClientFactory;
+pub use fallback::FallbackClient;
 pub use http_pool::{HttpPoolSettings, build_http_client};
+pub use retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
+pub use structured::{ResponseFormat, StructuredError, chat_structured, parse_structured};
+pub use tool::{ToolDefinition, schema_of};
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
 };

@@ -307,6 +307,38 @@ struct WireRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<WireStreamOptions>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireResponseFormat<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionDef<'a>,
+}
+
+#[derive(Serialize)]
+struct WireFunctionDef<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct WireResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: WireJsonSchema<'a>,
+}
+
+#[derive(Serialize)]
+struct WireJsonSchema<'a> {
+    name: &'a str,
+    schema: &'a serde_json::Value,
+    strict: bool,
 }
 
 #[derive(Serialize)]
@@ -336,6 +368,29 @@ impl<'a> WireRequest<'a> {
             stream_options: stream.then_some(WireStreamOptions {
                 include_usage: true,
             }),
+            tools: request
+                .tools
+                .iter()
+                .map(|tool| WireTool {
+                    kind: "function",
+                    function: WireFunctionDef {
+                        name: &tool.name,
+                        description: &tool.description,
+                        parameters: &tool.parameters,
+                    },
+                })
+                .collect(),
+            response_format: request
+                .response_format
+                .as_ref()
+                .map(|format| WireResponseFormat {
+                    kind: "json_schema",
+                    json_schema: WireJsonSchema {
+                        name: &format.name,
+                        schema: &format.schema,
+                        strict: format.strict,
+                    },
+                }),
         }
     }
 }

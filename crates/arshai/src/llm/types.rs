@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{ResponseFormat, ToolDefinition};
+
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +81,22 @@ impl Message {
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
     }
+
+    /// An assistant message that calls tools.
+    pub fn tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        Self {
+            tool_calls: calls,
+            ..Self::new(Role::Assistant, content)
+        }
+    }
+
+    /// The result of the tool call `call_id`, sent back to the model.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.into()),
+            ..Self::new(Role::Tool, content)
+        }
+    }
 }
 
 /// Sampling settings. `None` leaves the provider's default.
@@ -105,6 +123,10 @@ pub struct ChatRequest {
     pub sampling: Sampling,
     /// Correlation id sent upstream (as `X-Request-Id`) so logs on both sides join up.
     pub request_id: Option<String>,
+    /// Tools the model may call (empty: none).
+    pub tools: Vec<ToolDefinition>,
+    /// The JSON Schema the answer must follow, if any.
+    pub response_format: Option<ResponseFormat>,
 }
 
 /// Why the model stopped.

@@ -15,7 +15,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::llm::HttpPoolSettings;
+use crate::llm::{CircuitSettings, HttpPoolSettings, RetrySettings};
 use crate::memory::LeasePolicy;
 
 /// Why the settings could not be loaded. The message names the key and the bad value.
@@ -190,6 +190,12 @@ pub struct ProvidersSettings {
     pub openai: OpenAiProviderSettings,
     /// Connection pool and timeouts shared by the HTTP providers.
     pub http: HttpPoolSettings,
+    /// Retries of failed calls (per provider, same settings for each).
+    pub retry: RetrySettings,
+    /// The circuit breaker of each provider.
+    pub circuit: CircuitSettings,
+    /// Providers tried in order when an agent's provider fails (empty: no fallback).
+    pub fallback: Vec<ProviderChoice>,
 }
 
 /// An OpenAI-compatible provider.

@@ -1,0 +1,222 @@
+//! Tools an agent lets its model call: the [`Tool`] trait, typed tools from async functions,
+//! and a [`ToolSet`] that runs a turn's tool calls in parallel and loops until the model
+//! answers (a bounded number of rounds).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::llm::{
+    ChatRequest, ChatResponse, LlmClient, LlmError, Message, ToolCall, ToolDefinition,
+};
+
+/// Why a tool call failed. The message is sent back to the model as the call's result, so
+/// it can correct itself; it never ends the turn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Something the model can call.
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// Name, description and argument schema, as offered to the model.
+    fn definition(&self) -> ToolDefinition;
+
+    /// Runs the tool with arguments already parsed as JSON. The text returned is what the
+    /// model sees.
+    async fn call(&self, arguments: Value) -> Result<String, ToolError>;
+}
+
+/// A tool made from an async function of typed arguments `A`, whose JSON Schema is derived
+/// from the type.
+pub struct FnTool<A, F> {
+    definition: ToolDefinition,
+    function: F,
+    arguments: PhantomData<fn(A)>,
+}
+
+impl<A, F, Fut> FnTool<A, F>
+where
+    A: DeserializeOwned + JsonSchema + Send + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, ToolError>> + Send + 'static,
+{
+    /// A tool named `name` that runs `function`.
+    pub fn new(name: impl Into<String>, description: impl Into<String>, function: F) -> Self {
+        Self {
+            definition: ToolDefinition::of::<A>(name, description),
+            function,
+            arguments: PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<A, F, Fut> Tool for FnTool<A, F>
+where
+    A: DeserializeOwned + JsonSchema + Send + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, ToolError>> + Send + 'static,
+{
+    fn definition(&self) -> ToolDefinition {
+        self.definition.clone()
+    }
+
+    async fn call(&self, arguments: Value) -> Result<String, ToolError> {
+        let arguments: A = serde_json::from_value(arguments)
+            .map_err(|e| ToolError::new(format!("the arguments do not match the schema: {e}")))?;
+        (self.function)(arguments).await
+    }
+}
+
+/// The tools of an agent, and how their calls are run.
+#[derive(Clone)]
+pub struct ToolSet {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Rounds of tool calls allowed in one turn before the model must answer in text.
+    pub max_rounds: usize,
+    /// Bound on one tool call; a slower call is reported to the model as failed.
+    pub call_timeout: Duration,
+}
+
+impl std::fmt::Debug for ToolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ToolSet")
+            .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("max_rounds", &self.max_rounds)
+            .field("call_timeout", &self.call_timeout)
+            .finish()
+    }
+}
+
+impl Default for ToolSet {
+    fn default() -> Self {
+        Self {
+            tools: BTreeMap::new(),
+            max_rounds: 8,
+            call_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a turn with tools produced.
+#[derive(Debug, Clone)]
+pub struct ToolTurn {
+    /// The model's final answer; its usage is the sum over every call of the turn.
+    pub response: ChatResponse,
+    /// The assistant tool-call messages and tool results exchanged before the answer.
+    pub exchanged: Vec<Message>,
+}
+
+impl ToolSet {
+    /// An empty set with default bounds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a tool under its name.
+    pub fn with(mut self, tool: impl Tool) -> Self {
+        let tool: Arc<dyn Tool> = Arc::new(tool);
+        self.tools.insert(tool.definition().name, tool);
+        self
+    }
+
+    /// Whether the set has no tool.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty()
+    }
+
+    /// The definitions offered to the model.
+    pub fn definitions(&self) -> Vec<ToolDefinition> {
+        self.tools.values().map(|tool| tool.definition()).collect()
+    }
+
+    /// Runs `calls` concurrently; each yields one [`Message::tool_result`], in call order.
+    /// Unknown tools, invalid JSON arguments, failures and timeouts become error results the
+    /// model can read.
+    pub async fn execute(&self, calls: &[ToolCall]) -> Vec<Message> {
+        let runs = calls.iter().map(|call| async move {
+            let content = match self.run_one(call).await {
+                Ok(output) => output,
+                Err(error) => serde_json::json!({ "error": error.0 }).to_string(),
+            };
+            Message::tool_result(call.id.clone(), content)
+        });
+        futures::future::join_all(runs).await
+    }
+
+    async fn run_one(&self, call: &ToolCall) -> Result<String, ToolError> {
+        let tool = self
+            .tools
+            .get(&call.name)
+            .ok_or_else(|| ToolError::new(format!("there is no tool named {:?}", call.name)))?;
+        let text = if call.arguments.trim().is_empty() {
+            "{}"
+        } else {
+            call.arguments.as_str()
+        };
+        let arguments: Value = serde_json::from_str(text)
+            .map_err(|e| ToolError::new(format!("the arguments are not valid JSON: {e}")))?;
+        match tokio::time::timeout(self.call_timeout, tool.call(arguments)).await {
+            Ok(result) => result,
+            Err(_) => Err(ToolError::new(format!(
+                "the tool did not finish within {:?}",
+                self.call_timeout
+            ))),
+        }
+    }
+
+    /// Calls the model with these tools, runs the calls it asks for, sends the results back,
+    /// and repeats until it answers in text. After [`ToolSet::max_rounds`] rounds the model
+    /// is asked once more without tools, so the loop always ends with an answer.
+    pub async fn run(
+        &self,
+        llm: &dyn LlmClient,
+        request: &ChatRequest,
+    ) -> Result<ToolTurn, LlmError> {
+        let mut request = request.clone();
+        request.tools = self.definitions();
+        let mut exchanged = Vec::new();
+        let mut usage = crate::llm::Usage::default();
+        for round in 0..=self.max_rounds {
+            if round == self.max_rounds {
+                request.tools.clear();
+            }
+            let mut response = llm.chat(&request).await?;
+            usage += response.usage;
+            if response.tool_calls.is_empty() || request.tools.is_empty() {
+                response.usage = usage;
+                return Ok(ToolTurn {
+                    response,
+                    exchanged,
+                });
+            }
+            let calls = std::mem::take(&mut response.tool_calls);
+            let asked = Message::tool_calls(response.text.clone(), calls.clone());
+            let results = self.execute(&calls).await;
+            request.messages.push(asked.clone());
+            request.messages.extend(results.iter().cloned());
+            exchanged.push(asked);
+            exchanged.extend(results);
+        }
+        // The last round has no tools, so it always returned above.
+        Err(LlmError::Config {
+            provider: llm.provider(),
+            message: "the tool loop ended without an answer".to_owned(),
+        })
+    }
+}
