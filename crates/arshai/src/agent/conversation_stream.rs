@@ -17,7 +17,6 @@ use crate::agent::{
     event_stream,
 };
 use crate::llm::{ChatRequest, FinishReason, Message, Sampling, StreamEvent, ToolCall, Usage};
-
 use crate::memory::{ConversationId, ConversationKey, MemoryError, TurnLease};
 
 /// [`crate::agent::Agent::process_stream`] for [`ConversationAgent`].
