@@ -1,7 +1,8 @@
 //! The official OpenAI Python SDK, unchanged, against the server (see `openai_sdk.py`).
 //!
 //! Needs a Python with the `openai` package: `scripts/test` makes one and names it in
-//! `ARSHAI_TEST_OPENAI_PYTHON`. Without that variable the test says so and does nothing.
+//! `OPENAI_SDK_TEST_PYTHON` (not under `ARSHAI_`, which the settings loader owns). Without
+//! that variable the test says so and does nothing.
 
 mod support;
 
@@ -12,8 +13,8 @@ use support::TestServer;
 
 #[tokio::test]
 async fn the_openai_python_sdk_works_unchanged() {
-    let Ok(python) = std::env::var("ARSHAI_TEST_OPENAI_PYTHON") else {
-        eprintln!("ARSHAI_TEST_OPENAI_PYTHON is not set: not running the OpenAI SDK check");
+    let Ok(python) = std::env::var("OPENAI_SDK_TEST_PYTHON") else {
+        eprintln!("OPENAI_SDK_TEST_PYTHON is not set: not running the OpenAI SDK check");
         return;
     };
     let server = TestServer::start().await;
