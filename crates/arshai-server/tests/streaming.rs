@@ -281,3 +281,21 @@ async fn a_client_disconnect_cancels_the_upstream_call_records_nothing_and_frees
     let (_, conversation) = get_conversation(&server, "c").await;
     assert_eq!(conversation["messages"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn an_idle_timeout_before_the_first_event_is_a_504() {
+    let upstream = FakeUpstream::start().await.unwrap();
+    let mut settings = settings_for(&upstream);
+    settings.stream.idle_timeout_seconds = 0.2;
+    let server = TestServer::start_with(upstream, settings).await;
+    server
+        .upstream
+        .push(Reply::text("late").delayed(Duration::from_secs(3)));
+    let body = json!({"conversation_id": "slow", "message": "hi", "stream": true});
+    let response = server.post_raw("assistant", body.to_string()).await;
+    assert_eq!(response.status(), 504);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "stream_idle_timeout");
+    let (status, _) = get_conversation(&server, "slow").await;
+    assert_eq!(status, 404);
+}
