@@ -29,6 +29,7 @@ fn client(upstream: &FakeUpstream) -> Arc<dyn LlmClient> {
             base_url: upstream.base_url(),
             api_key: Some("sk-test".into()),
             default_model: "gpt-test".into(),
+            extra_headers: Vec::new(),
             http: HttpPoolSettings::default(),
         })
         .unwrap(),

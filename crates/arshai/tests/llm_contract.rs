@@ -16,6 +16,9 @@ use futures::StreamExt;
 #[derive(Debug, Clone, Copy)]
 enum Provider {
     OpenAi,
+    Azure,
+    Gemini,
+    OpenRouter,
 }
 
 struct Harness {
@@ -68,6 +71,31 @@ async fn harness(provider: Provider) -> Harness {
             settings.openai.api_key = Some("sk-test".into());
             settings.openai.model = "gpt-test".into();
             (ProviderChoice::Openai, "openai")
+        }
+        Provider::Azure => {
+            settings.azure.endpoint = Some(upstream.root_url());
+            settings.azure.api_key = Some("azure-key".into());
+            settings.azure.deployment = Some("gpt4o-deploy".into());
+            (ProviderChoice::Azure, "azure")
+        }
+        Provider::Gemini => {
+            settings.gemini.base_url = Some(format!("{}/v1beta", upstream.root_url()));
+            settings.gemini.api_key = Some("g-key".into());
+            settings.gemini.model = "gemini-test".into();
+            (ProviderChoice::Gemini, "gemini")
+        }
+        Provider::OpenRouter => {
+            settings.openrouter.base_url = Some(upstream.base_url());
+            settings.openrouter.api_key = Some("or-key".into());
+            settings
+                .openrouter
+                .headers
+                .insert("HTTP-Referer".into(), "https://arshai.example".into());
+            settings
+                .openrouter
+                .headers
+                .insert("X-Title".into(), "arshai".into());
+            (ProviderChoice::Openrouter, "openrouter")
         }
     };
     let events = Arc::new(Recorder::default());
@@ -347,10 +375,122 @@ struct Forecast {
 /// The schema the provider was asked to enforce, found where its wire format puts it.
 fn schema_sent(provider: Provider, body: &serde_json::Value) -> serde_json::Value {
     match provider {
-        Provider::OpenAi => {
+        Provider::OpenAi | Provider::Azure | Provider::OpenRouter => {
             assert_eq!(body["response_format"]["type"], "json_schema");
             assert_eq!(body["response_format"]["json_schema"]["name"], "forecast");
             body["response_format"]["json_schema"]["schema"].clone()
+        }
+        Provider::Gemini => {
+            assert_eq!(
+                body["generationConfig"]["responseMimeType"],
+                "application/json"
+            );
+            body["generationConfig"]["responseSchema"].clone()
+        }
+    }
+}
+
+async fn requests_use_the_providers_url_scheme_and_auth(provider: Provider) {
+    let h = harness(provider).await;
+    h.client.chat(&ask("a")).await.unwrap();
+    let _: Vec<_> = h.client.stream(&ask("b")).collect().await;
+    let requests = h.upstream.requests();
+    let (chat, stream) = (&requests[0], &requests[1]);
+    match provider {
+        Provider::OpenAi | Provider::OpenRouter => {
+            assert_eq!(chat.path, "/v1/chat/completions");
+            let key = if matches!(provider, Provider::OpenAi) {
+                "sk-test"
+            } else {
+                "or-key"
+            };
+            assert_eq!(
+                chat.authorization.as_deref(),
+                Some(format!("Bearer {key}").as_str())
+            );
+            assert_eq!(stream.body["stream"], true);
+            assert_eq!(stream.body["stream_options"]["include_usage"], true);
+            if matches!(provider, Provider::OpenRouter) {
+                assert_eq!(chat.header("http-referer"), Some("https://arshai.example"));
+                assert_eq!(chat.header("x-title"), Some("arshai"));
+            }
+        }
+        Provider::Azure => {
+            assert_eq!(
+                chat.path,
+                "/openai/deployments/gpt4o-deploy/chat/completions"
+            );
+            assert_eq!(chat.query.as_deref(), Some("api-version=2024-10-21"));
+            assert_eq!(chat.header("api-key"), Some("azure-key"));
+            assert_eq!(chat.authorization, None);
+            assert_eq!(stream.body["stream"], true);
+        }
+        Provider::Gemini => {
+            assert_eq!(chat.path, "/v1beta/models/gemini-test:generateContent");
+            assert_eq!(
+                stream.path,
+                "/v1beta/models/gemini-test:streamGenerateContent"
+            );
+            assert_eq!(stream.query.as_deref(), Some("alt=sse"));
+            assert_eq!(chat.header("x-goog-api-key"), Some("g-key"));
+            assert_eq!(chat.authorization, None);
+            assert_eq!(
+                chat.body["systemInstruction"]["parts"][0]["text"],
+                "be brief"
+            );
+            assert_eq!(chat.body["contents"][0]["role"], "user");
+        }
+    }
+}
+
+async fn tool_results_go_back_in_the_providers_format(provider: Provider) {
+    let h = harness(provider).await;
+    h.upstream.push(Reply::tool_calls([
+        ("lookup", r#"{"q":"x"}"#),
+        ("lookup", r#"{"q":"y"}"#),
+    ]));
+    h.upstream.push(Reply::text("done"));
+    let first = h.client.chat(&ask("find")).await.unwrap();
+    assert_eq!(first.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(first.tool_calls.len(), 2);
+    let mut request = ask("find");
+    request
+        .messages
+        .push(Message::tool_calls("", first.tool_calls.clone()));
+    request.messages.push(Message::tool_result(
+        first.tool_calls[0].id.clone(),
+        "found x",
+    ));
+    request.messages.push(Message::tool_result(
+        first.tool_calls[1].id.clone(),
+        "found y",
+    ));
+    let second = h.client.chat(&request).await.unwrap();
+    assert_eq!(second.text, "done");
+    let body = &h.upstream.requests()[1].body;
+    match provider {
+        Provider::Gemini => {
+            let contents = body["contents"].as_array().unwrap();
+            assert_eq!(contents[1]["role"], "model");
+            assert_eq!(contents[1]["parts"][1]["functionCall"]["args"]["q"], "y");
+            assert_eq!(contents[2]["role"], "user");
+            let response = &contents[2]["parts"][1]["functionResponse"];
+            assert_eq!(response["name"], "lookup");
+            assert_eq!(response["response"]["result"], "found y");
+        }
+        _ => {
+            let messages = body["messages"].as_array().unwrap();
+            assert_eq!(messages[2]["role"], "assistant");
+            assert_eq!(
+                messages[2]["tool_calls"][1]["function"]["arguments"],
+                r#"{"q":"y"}"#
+            );
+            assert_eq!(messages[4]["role"], "tool");
+            assert_eq!(
+                messages[4]["tool_call_id"],
+                messages[2]["tool_calls"][1]["id"]
+            );
+            assert_eq!(messages[4]["content"], "found y");
         }
     }
 }
@@ -430,6 +570,14 @@ macro_rules! contract {
                 super::a_slow_but_flowing_stream_is_not_cut($provider).await;
             }
             #[tokio::test]
+            async fn requests_use_the_providers_url_scheme_and_auth() {
+                super::requests_use_the_providers_url_scheme_and_auth($provider).await;
+            }
+            #[tokio::test]
+            async fn tool_results_go_back_in_the_providers_format() {
+                super::tool_results_go_back_in_the_providers_format($provider).await;
+            }
+            #[tokio::test]
             async fn structured_output_is_enforced_and_parsed_into_a_type() {
                 super::structured_output_is_enforced_and_parsed_into_a_type($provider).await;
             }
@@ -465,3 +613,6 @@ macro_rules! contract {
 }
 
 contract!(openai, Provider::OpenAi);
+contract!(azure, Provider::Azure);
+contract!(gemini, Provider::Gemini);
+contract!(openrouter, Provider::OpenRouter);

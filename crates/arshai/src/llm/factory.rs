@@ -2,16 +2,18 @@
 //! by every agent that uses it.
 //!
 //! Each provider's client is composed from small units, innermost first: the provider's wire
-//! client, its [`CircuitClient`] (each upstream attempt counts), a [`RetryingClient`], and,
+//! client, a [`LimitedClient`] (slots in flight, total and per host, shared by the factory's
+//! clients), its [`CircuitClient`] (each upstream attempt counts), a [`RetryingClient`], and,
 //! when `providers.fallback` names providers, a [`FallbackClient`] chain.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::gemini::GeminiClient;
 use super::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
 use super::{
-    CircuitBreaker, CircuitClient, FallbackClient, LlmClient, LlmError, LlmEvents, NoEvents,
-    RetryPolicy, RetryingClient,
+    CallLimiter, CircuitBreaker, CircuitClient, FallbackClient, LimitedClient, LlmClient, LlmError,
+    LlmEvents, NoEvents, RetryPolicy, RetryingClient, host_of,
 };
 use crate::settings::{ProviderChoice, ProvidersSettings};
 
@@ -19,6 +21,7 @@ use crate::settings::{ProviderChoice, ProvidersSettings};
 pub struct ClientFactory {
     settings: ProvidersSettings,
     events: Arc<dyn LlmEvents>,
+    limiter: Arc<CallLimiter>,
     built: HashMap<ProviderChoice, Arc<dyn LlmClient>>,
 }
 
@@ -30,9 +33,16 @@ impl ClientFactory {
 
     /// A factory whose clients report retries and circuit states to `events`.
     pub fn with_events(settings: ProvidersSettings, events: Arc<dyn LlmEvents>) -> Self {
+        let http = &settings.http;
+        let limiter = Arc::new(CallLimiter::new(
+            http.max_in_flight,
+            http.max_in_flight_per_host,
+            http.pool_wait(),
+        ));
         Self {
             settings,
             events,
+            limiter,
             built: HashMap::new(),
         }
     }
@@ -43,10 +53,20 @@ impl ClientFactory {
             ProviderChoice::Auto if self.settings.openai.is_configured() => {
                 Ok(ProviderChoice::Openai)
             }
+            ProviderChoice::Auto if self.settings.azure.is_configured() => {
+                Ok(ProviderChoice::Azure)
+            }
+            ProviderChoice::Auto if self.settings.gemini.is_configured() => {
+                Ok(ProviderChoice::Gemini)
+            }
+            ProviderChoice::Auto if self.settings.openrouter.is_configured() => {
+                Ok(ProviderChoice::Openrouter)
+            }
             ProviderChoice::Auto => Err(LlmError::Config {
                 provider: "auto",
                 message: "no LLM provider is configured: set OPENAI_BASE_URL (any \
-                          OpenAI-compatible endpoint) and/or OPENAI_API_KEY"
+                          OpenAI-compatible endpoint) and/or OPENAI_API_KEY, \
+                          AZURE_OPENAI_ENDPOINT, GOOGLE_API_KEY or OPENROUTER_API_KEY"
                     .to_owned(),
             }),
             other => Ok(other),
@@ -79,7 +99,9 @@ impl ClientFactory {
         if let Some(client) = self.built.get(&resolved) {
             return Ok(Arc::clone(client));
         }
-        let mut client = self.wire_client(resolved)?;
+        let (wire, host) = self.wire_client(resolved)?;
+        let mut client: Arc<dyn LlmClient> =
+            Arc::new(LimitedClient::new(wire, Arc::clone(&self.limiter), host));
         if self.settings.circuit.enabled {
             let breaker = Arc::new(CircuitBreaker::new(
                 client.provider(),
@@ -99,23 +121,59 @@ impl ClientFactory {
         Ok(client)
     }
 
-    /// The bare client that speaks the provider's wire format.
-    fn wire_client(&self, resolved: ProviderChoice) -> Result<Arc<dyn LlmClient>, LlmError> {
+    /// The bare client that speaks the provider's wire format, and the host it calls.
+    fn wire_client(
+        &self,
+        resolved: ProviderChoice,
+    ) -> Result<(Arc<dyn LlmClient>, String), LlmError> {
+        let settings = &self.settings;
+        let url = match resolved {
+            ProviderChoice::Openai | ProviderChoice::Auto => settings
+                .openai
+                .base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+            ProviderChoice::Azure => settings.azure.endpoint.clone().unwrap_or_default(),
+            ProviderChoice::Gemini => settings
+                .gemini
+                .base_url
+                .clone()
+                .unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_owned()),
+            ProviderChoice::Openrouter => settings
+                .openrouter
+                .base_url
+                .clone()
+                .unwrap_or_else(|| super::openrouter::DEFAULT_BASE_URL.to_owned()),
+        };
         let client: Arc<dyn LlmClient> = match resolved {
             ProviderChoice::Openai | ProviderChoice::Auto => {
                 let openai = &self.settings.openai;
                 Arc::new(OpenAiClient::new(OpenAiConfig {
                     provider: "openai",
-                    base_url: openai
-                        .base_url
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned()),
+                    base_url: url.clone(),
                     api_key: openai.api_key.clone(),
                     default_model: openai.model.clone(),
+                    extra_headers: openai
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                     http: self.settings.http.clone(),
                 })?)
             }
+            ProviderChoice::Azure => {
+                Arc::new(self.settings.azure.client(self.settings.http.clone())?)
+            }
+            ProviderChoice::Gemini => Arc::new(GeminiClient::new(
+                &self.settings.gemini,
+                self.settings.http.clone(),
+            )?),
+            ProviderChoice::Openrouter => Arc::new(
+                self.settings
+                    .openrouter
+                    .client(self.settings.http.clone())?,
+            ),
         };
-        Ok(client)
+        Ok((client, host_of(&url)))
     }
 }

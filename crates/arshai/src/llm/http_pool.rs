@@ -1,10 +1,12 @@
 //! The pooled HTTP client shared by the HTTP providers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::LlmError;
+use super::dns_cache::{CachingResolver, SharedResolver};
 
 /// Connection pool and timeout settings for one provider's HTTP client.
 ///
@@ -24,6 +26,18 @@ pub struct HttpPoolSettings {
     pub tcp_keepalive_seconds: f64,
     /// Longest wait for the next bytes of a streamed answer, in seconds.
     pub read_timeout_seconds: f64,
+    /// Calls in flight to all providers together (the seed's `limit`).
+    pub max_in_flight: usize,
+    /// Calls in flight to one host (the seed's `limit_per_host`).
+    pub max_in_flight_per_host: usize,
+    /// Longest wait for a free slot when a limit is reached, in seconds; then the call
+    /// fails with a timeout.
+    pub pool_wait_seconds: f64,
+    /// Use HTTP/2 when the upstream offers it (TLS ALPN); `false` forces HTTP/1.1.
+    pub http2: bool,
+    /// How long resolved DNS answers are reused, in seconds (the seed's `ttl_dns_cache`);
+    /// `0` resolves on every new connection.
+    pub ttl_dns_cache_seconds: f64,
 }
 
 impl Default for HttpPoolSettings {
@@ -35,6 +49,11 @@ impl Default for HttpPoolSettings {
             request_timeout_seconds: 120.0,
             tcp_keepalive_seconds: 30.0,
             read_timeout_seconds: 60.0,
+            max_in_flight: 100,
+            max_in_flight_per_host: 30,
+            pool_wait_seconds: 10.0,
+            http2: true,
+            ttl_dns_cache_seconds: 10.0,
         }
     }
 }
@@ -43,6 +62,11 @@ impl HttpPoolSettings {
     /// The total deadline of a non-streaming call.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.request_timeout_seconds)
+    }
+
+    /// The longest wait for a free call slot.
+    pub fn pool_wait(&self) -> Duration {
+        Duration::from_secs_f64(self.pool_wait_seconds)
     }
 
     /// The longest wait for the next bytes of a streamed answer.
@@ -56,15 +80,24 @@ pub fn build_http_client(
     provider: &'static str,
     settings: &HttpPoolSettings,
 ) -> Result<reqwest::Client, LlmError> {
-    reqwest::Client::builder()
+    let resolver = CachingResolver::new(Duration::from_secs_f64(settings.ttl_dns_cache_seconds));
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(settings.max_idle_per_host)
         .pool_idle_timeout(Duration::from_secs_f64(settings.idle_timeout_seconds))
         .connect_timeout(Duration::from_secs_f64(settings.connect_timeout_seconds))
         .tcp_keepalive(Duration::from_secs_f64(settings.tcp_keepalive_seconds))
         .tcp_nodelay(true)
-        .build()
-        .map_err(|e| LlmError::Config {
-            provider,
-            message: format!("cannot build the HTTP client: {e}"),
-        })
+        .dns_resolver(Arc::new(SharedResolver(Arc::new(resolver))));
+    builder = if settings.http2 {
+        builder
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs_f64(settings.tcp_keepalive_seconds))
+            .http2_keep_alive_while_idle(true)
+    } else {
+        builder.http1_only()
+    };
+    builder.build().map_err(|e| LlmError::Config {
+        provider,
+        message: format!("cannot build the HTTP client: {e}"),
+    })
 }

@@ -1,16 +1,17 @@
 //! OpenAI Chat Completions, and every OpenAI-compatible endpoint (OpenRouter, vLLM, Ollama,
 //! LiteLLM, …) by base URL.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::client::replay;
 use super::openai_stream::OpenAiStreamDecoder;
 use super::sse;
+pub use super::status::parse_retry_after;
+use super::status::{check_status, transport_error};
 use super::{
     ChatRequest, ChatResponse, FinishReason, HttpPoolSettings, LlmClient, LlmError, Message, Role,
     StreamEvent, ToolCall, Usage, build_http_client,
@@ -18,9 +19,6 @@ use super::{
 
 /// The public OpenAI endpoint, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-
-/// How much of an error body is kept in [`LlmError::UpstreamStatus`].
-const BODY_EXCERPT_CHARS: usize = 512;
 
 /// Settings of an OpenAI-compatible client.
 #[derive(Debug, Clone)]
@@ -33,6 +31,9 @@ pub struct OpenAiConfig {
     pub api_key: Option<String>,
     /// Model used when a request names none.
     pub default_model: String,
+    /// Headers sent with every request (OpenRouter's `HTTP-Referer` and `X-Title`, a
+    /// gateway's routing or tenant headers).
+    pub extra_headers: Vec<(String, String)>,
     /// Pool and timeout settings.
     pub http: HttpPoolSettings,
 }
@@ -42,34 +43,57 @@ pub struct OpenAiConfig {
 pub struct OpenAiClient {
     http: reqwest::Client,
     endpoint: String,
-    authorization: Option<String>,
-    config: OpenAiConfig,
+    headers: HeaderMap,
+    provider: &'static str,
+    default_model: String,
+    settings: HttpPoolSettings,
 }
 
 impl OpenAiClient {
     /// Builds the client and its connection pool.
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
-        let http = build_http_client(config.provider, &config.http)?;
-        let base = config.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(LlmError::Config {
-                provider: config.provider,
-                message: format!("base URL {base:?} must start with http:// or https://"),
-            });
+        let base = checked_base_url(config.provider, &config.base_url)?;
+        let mut headers = header_map(config.provider, &config.extra_headers)?;
+        if let Some(key) = &config.api_key {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                secret_header(config.provider, &format!("Bearer {key}"))?,
+            );
         }
+        Self::with_endpoint(
+            config.provider,
+            format!("{base}/chat/completions"),
+            headers,
+            config.default_model,
+            config.http,
+        )
+    }
+
+    /// A client that posts to `endpoint` (a full URL, query included) with `headers`: for
+    /// providers that speak Chat Completions under another URL scheme and auth (Azure).
+    pub(super) fn with_endpoint(
+        provider: &'static str,
+        endpoint: String,
+        headers: HeaderMap,
+        default_model: String,
+        settings: HttpPoolSettings,
+    ) -> Result<Self, LlmError> {
         Ok(Self {
-            http,
-            endpoint: format!("{base}/chat/completions"),
-            authorization: config.api_key.as_ref().map(|key| format!("Bearer {key}")),
-            config,
+            http: build_http_client(provider, &settings)?,
+            endpoint,
+            headers,
+            provider,
+            default_model,
+            settings,
         })
     }
 
     fn post(&self, body: &WireRequest<'_>, request: &ChatRequest) -> reqwest::RequestBuilder {
-        let mut builder = self.http.post(&self.endpoint).json(body);
-        if let Some(auth) = &self.authorization {
-            builder = builder.header(reqwest::header::AUTHORIZATION, auth);
-        }
+        let mut builder = self
+            .http
+            .post(&self.endpoint)
+            .headers(self.headers.clone())
+            .json(body);
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
@@ -77,18 +101,18 @@ impl OpenAiClient {
     }
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let provider = self.config.provider;
-        let body = WireRequest::from_request(request, &self.config.default_model, false);
+        let provider = self.provider;
+        let body = WireRequest::from_request(request, &self.default_model, false);
         let response = self
             .post(&body, request)
             .send()
             .await
-            .map_err(|e| transport_error(provider, &e, self.config.http.request_timeout()))?;
+            .map_err(|e| transport_error(provider, &e, self.settings.request_timeout()))?;
         let response = check_status(provider, response).await?;
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| transport_error(provider, &e, self.config.http.request_timeout()))?;
+            .map_err(|e| transport_error(provider, &e, self.settings.request_timeout()))?;
         decode_response(provider, &bytes)
     }
 
@@ -97,9 +121,9 @@ impl OpenAiClient {
         &self,
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, LlmError>>, LlmError> {
-        let provider = self.config.provider;
-        let deadline = self.config.http.request_timeout();
-        let body = WireRequest::from_request(request, &self.config.default_model, true);
+        let provider = self.provider;
+        let deadline = self.settings.request_timeout();
+        let body = WireRequest::from_request(request, &self.default_model, true);
         // The total deadline bounds the wait for the response head; after that each read is
         // bounded by the read timeout, so a long answer is never cut while it still flows.
         let response = match tokio::time::timeout(deadline, self.post(&body, request).send()).await
@@ -127,28 +151,56 @@ impl OpenAiClient {
             let events = replay(decode_response(provider, &bytes)?);
             return Ok(stream::iter(events.into_iter().map(Ok)).boxed());
         }
-        let bytes = sse::response_bytes(provider, response, self.config.http.read_timeout());
+        let bytes = sse::response_bytes(provider, response, self.settings.read_timeout());
         let data = sse::event_data(provider, bytes);
         Ok(sse::decode(data, OpenAiStreamDecoder::new(provider)).boxed())
     }
 }
 
-/// Turns a non-success response into its typed error; passes a success through.
-pub(super) async fn check_status(
+/// `base` without its trailing slash, refused unless it is an http(s) URL.
+pub(super) fn checked_base_url<'a>(
     provider: &'static str,
-    response: reqwest::Response,
-) -> Result<reqwest::Response, LlmError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+    base: &'a str,
+) -> Result<&'a str, LlmError> {
+    let base = base.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        Ok(base)
+    } else {
+        Err(LlmError::Config {
+            provider,
+            message: format!("base URL {base:?} must start with http:// or https://"),
+        })
     }
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = response.text().await.unwrap_or_default();
-    Err(status_error(provider, status.as_u16(), &body, retry_after))
+}
+
+/// Headers from configured name/value pairs; a bad name or value is a configuration error.
+pub(super) fn header_map(
+    provider: &'static str,
+    pairs: &[(String, String)],
+) -> Result<HeaderMap, LlmError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| LlmError::Config {
+            provider,
+            message: format!("{name:?} is not a valid header name"),
+        })?;
+        let value = HeaderValue::from_str(value).map_err(|_| LlmError::Config {
+            provider,
+            message: format!("the value of header {name} is not valid"),
+        })?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
+/// A header value holding a credential: marked sensitive so it never shows in debug output.
+pub(super) fn secret_header(provider: &'static str, value: &str) -> Result<HeaderValue, LlmError> {
+    let mut value = HeaderValue::from_str(value).map_err(|_| LlmError::Config {
+        provider,
+        message: "the API key contains characters not allowed in a header".to_owned(),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 fn decode_response(provider: &'static str, bytes: &[u8]) -> Result<ChatResponse, LlmError> {
@@ -172,19 +224,19 @@ where
 #[async_trait]
 impl LlmClient for OpenAiClient {
     fn provider(&self) -> &'static str {
-        self.config.provider
+        self.provider
     }
 
     fn default_model(&self) -> &str {
-        &self.config.default_model
+        &self.default_model
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let deadline = self.config.http.request_timeout();
+        let deadline = self.settings.request_timeout();
         match tokio::time::timeout(deadline, self.send(request)).await {
             Ok(result) => result,
             Err(_) => Err(LlmError::Timeout {
-                provider: self.config.provider,
+                provider: self.provider,
                 after: deadline,
             }),
         }
@@ -200,94 +252,6 @@ impl LlmClient for OpenAiClient {
                 Err(error) => stream::once(future::ready(Err(error))).boxed(),
             })
             .boxed()
-    }
-}
-
-/// Parses `Retry-After` as delay-seconds or as an HTTP-date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
-}
-
-fn transport_error(provider: &'static str, error: &reqwest::Error, deadline: Duration) -> LlmError {
-    if error.is_timeout() {
-        LlmError::Timeout {
-            provider,
-            after: deadline,
-        }
-    } else if error.is_decode() || error.is_body() {
-        LlmError::Decode {
-            provider,
-            message: error.to_string(),
-        }
-    } else {
-        LlmError::Connection {
-            provider,
-            message: error_chain(error),
-        }
-    }
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// Maps a non-success status and its body to the matching error class.
-fn status_error(
-    provider: &'static str,
-    status: u16,
-    body: &str,
-    retry_after: Option<Duration>,
-) -> LlmError {
-    let wire: Option<WireErrorBody> = serde_json::from_str(body).ok();
-    let (message, code) = match wire {
-        Some(WireErrorBody { error }) => (error.message, error.code.or(error.kind)),
-        None => (excerpt(body), None),
-    };
-    match status {
-        401 | 403 => LlmError::Auth { provider, status },
-        429 => LlmError::RateLimited {
-            provider,
-            retry_after,
-        },
-        400 | 404 | 413 | 422
-            if code.as_deref() == Some("context_length_exceeded")
-                || message.contains("maximum context length") =>
-        {
-            LlmError::ContextLength { provider, message }
-        }
-        400 | 404 | 413 | 422 => LlmError::BadRequest {
-            provider,
-            status,
-            message,
-        },
-        _ => LlmError::UpstreamStatus {
-            provider,
-            status,
-            body_excerpt: excerpt(body),
-            retry_after,
-        },
-    }
-}
-
-fn excerpt(body: &str) -> String {
-    match body.char_indices().nth(BODY_EXCERPT_CHARS) {
-        Some((end, _)) => format!("{}…", &body[..end]),
-        None => body.to_owned(),
     }
 }
 
@@ -554,21 +518,6 @@ struct WireCompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-#[derive(Deserialize)]
-struct WireErrorBody {
-    error: WireError,
-}
-
-#[derive(Deserialize)]
-pub(super) struct WireError {
-    #[serde(default)]
-    pub(super) message: String,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    code: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,36 +536,5 @@ mod tests {
             FinishReason::Other("brand_new_reason".into())
         );
         assert_eq!(response.usage.total_tokens, 5);
-    }
-
-    #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("1.5"), Some(Duration::from_millis(1500)));
-        let past = "Wed, 21 Oct 2015 07:28:00 GMT";
-        assert_eq!(parse_retry_after(past), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn statuses_map_to_error_classes() {
-        let ctx = r#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
-        assert_eq!(
-            status_error("openai", 400, ctx, None).class(),
-            "context_length"
-        );
-        assert_eq!(status_error("openai", 401, "", None).class(), "auth");
-        assert_eq!(
-            status_error("openai", 429, "", None).class(),
-            "rate_limited"
-        );
-        assert_eq!(
-            status_error("openai", 503, "busy", None).class(),
-            "upstream_status"
-        );
-        assert_eq!(
-            status_error("openai", 400, "{}", None).class(),
-            "bad_request"
-        );
     }
 }

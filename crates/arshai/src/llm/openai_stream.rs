@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Deserialize;
 
-use super::openai::{WireError, WireUsage, null_as_default};
+use super::openai::{WireUsage, null_as_default};
 use super::sse::{ChunkDecoder, Flow};
+use super::status::WireError;
 use super::{FinishReason, LlmError, StreamEvent, ToolCall};
 
 /// Decodes OpenAI-compatible stream chunks into [`StreamEvent`]s.

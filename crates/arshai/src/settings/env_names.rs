@@ -21,4 +21,11 @@ pub const PLAIN: &[(&str, &str)] = &[
     ("OPENAI_API_KEY", "providers.openai.api_key"),
     ("OPENAI_BASE_URL", "providers.openai.base_url"),
     ("OPENAI_MODEL", "providers.openai.model"),
+    ("AZURE_OPENAI_ENDPOINT", "providers.azure.endpoint"),
+    ("AZURE_OPENAI_API_KEY", "providers.azure.api_key"),
+    ("AZURE_DEPLOYMENT", "providers.azure.deployment"),
+    ("AZURE_API_VERSION", "providers.azure.api_version"),
+    ("GOOGLE_API_KEY", "providers.gemini.api_key"),
+    ("OPENROUTER_API_KEY", "providers.openrouter.api_key"),
+    ("OPENROUTER_BASE_URL", "providers.openrouter.base_url"),
 ];

@@ -15,6 +15,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::llm::azure::AzureSettings;
+use crate::llm::gemini::GeminiSettings;
+use crate::llm::openrouter::OpenRouterSettings;
 use crate::llm::{CircuitSettings, HttpPoolSettings, RetrySettings};
 use crate::memory::LeasePolicy;
 
@@ -188,6 +191,12 @@ impl MemorySettings {
 pub struct ProvidersSettings {
     /// OpenAI, or any OpenAI-compatible endpoint by base URL.
     pub openai: OpenAiProviderSettings,
+    /// Azure OpenAI.
+    pub azure: AzureSettings,
+    /// Google Gemini.
+    pub gemini: GeminiSettings,
+    /// OpenRouter.
+    pub openrouter: OpenRouterSettings,
     /// Connection pool and timeouts shared by the HTTP providers.
     pub http: HttpPoolSettings,
     /// Retries of failed calls (per provider, same settings for each).
@@ -208,6 +217,8 @@ pub struct OpenAiProviderSettings {
     pub base_url: Option<String>,
     /// Default model.
     pub model: String,
+    /// Extra headers sent with every request (a gateway's routing or tenant headers).
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for OpenAiProviderSettings {
@@ -216,6 +227,7 @@ impl Default for OpenAiProviderSettings {
             api_key: None,
             base_url: None,
             model: "gpt-4o-mini".to_owned(),
+            headers: Default::default(),
         }
     }
 }
@@ -244,6 +256,12 @@ pub enum ProviderChoice {
     Auto,
     /// OpenAI or an OpenAI-compatible endpoint.
     Openai,
+    /// Azure OpenAI.
+    Azure,
+    /// Google Gemini.
+    Gemini,
+    /// OpenRouter.
+    Openrouter,
 }
 
 /// One agent exposed by the server.
@@ -361,6 +379,10 @@ impl Settings {
                 "stream.idle_timeout_seconds",
                 self.stream.idle_timeout_seconds,
             ),
+            (
+                "providers.http.pool_wait_seconds",
+                self.providers.http.pool_wait_seconds,
+            ),
         ] {
             if !(value.is_finite() && value > 0.0 && value < 1e9) {
                 return Err(invalid(key, value, "must be a positive number of seconds"));
@@ -378,6 +400,23 @@ impl Settings {
                 "memory.redis_url",
                 "(hidden)",
                 "must start with redis://, rediss:// or unix://",
+            ));
+        }
+        if self.providers.http.max_in_flight == 0 || self.providers.http.max_in_flight_per_host == 0
+        {
+            return Err(invalid(
+                "providers.http.max_in_flight",
+                0,
+                "limits of calls in flight must be at least 1",
+            ));
+        }
+        if !(self.providers.http.ttl_dns_cache_seconds >= 0.0
+            && self.providers.http.ttl_dns_cache_seconds < 1e9)
+        {
+            return Err(invalid(
+                "providers.http.ttl_dns_cache_seconds",
+                self.providers.http.ttl_dns_cache_seconds,
+                "must be a number of seconds, 0 or more",
             ));
         }
         if self.server.max_body_bytes == 0 {

@@ -139,3 +139,34 @@ fn duplicate_agent_names_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn provider_env_names_reach_their_sections() {
+    Jail::expect_with(|jail| {
+        jail.set_env("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com");
+        jail.set_env("AZURE_OPENAI_API_KEY", "az");
+        jail.set_env("AZURE_DEPLOYMENT", "dep");
+        jail.set_env("AZURE_API_VERSION", "2025-01-01-preview");
+        jail.set_env("GOOGLE_API_KEY", "g");
+        jail.set_env("OPENROUTER_API_KEY", "or");
+        jail.set_env("OPENROUTER_BASE_URL", "http://127.0.0.1:9/api/v1");
+        jail.set_env("ARSHAI_PROVIDERS__RETRY__MAX_RETRIES", "5");
+        let settings = load_in(jail, None).expect("loads");
+        let providers = &settings.providers;
+        assert_eq!(
+            providers.azure.endpoint.as_deref(),
+            Some("https://res.openai.azure.com")
+        );
+        assert_eq!(providers.azure.api_key.as_deref(), Some("az"));
+        assert_eq!(providers.azure.deployment.as_deref(), Some("dep"));
+        assert_eq!(providers.azure.api_version, "2025-01-01-preview");
+        assert_eq!(providers.gemini.api_key.as_deref(), Some("g"));
+        assert_eq!(providers.openrouter.api_key.as_deref(), Some("or"));
+        assert_eq!(
+            providers.openrouter.base_url.as_deref(),
+            Some("http://127.0.0.1:9/api/v1")
+        );
+        assert_eq!(providers.retry.max_retries, 5);
+        Ok(())
+    });
+}
