@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use arshai::agent::AgentError;
 use arshai::llm::LlmError;
-use arshai::memory::MemoryError;
+use arshai::memory::{ConversationId, MemoryError};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,12 +28,18 @@ pub enum ApiError {
     /// No agent has this name.
     #[error("no agent is named {0:?}")]
     UnknownAgent(String),
+    /// The conversation does not exist (or expired, or belongs to another tenant).
+    #[error("no conversation has the id {0:?}")]
+    ConversationNotFound(ConversationId),
     /// No route matches.
     #[error("no such endpoint: {0}")]
     NotFound(String),
     /// The request took longer than `server.request_timeout_seconds`.
     #[error("the request did not complete within {0:?}")]
     RequestTimeout(Duration),
+    /// A stream produced no event for `stream.idle_timeout_seconds`.
+    #[error("the stream produced nothing for {0:?}")]
+    StreamIdle(Duration),
     /// The agent failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
@@ -55,17 +61,27 @@ pub enum ApiError {
 
 impl ApiError {
     /// The status, the error `type`, and the `Retry-After` to send.
-    fn parts(&self) -> (StatusCode, &'static str, Option<Duration>) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, Option<Duration>) {
         match self {
             Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", None),
             Self::InvalidRequest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
             Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable", None),
             Self::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent", None),
+            Self::ConversationNotFound(_) => {
+                (StatusCode::NOT_FOUND, "conversation_not_found", None)
+            }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
             Self::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "request_timeout", None),
+            Self::StreamIdle(_) => (StatusCode::GATEWAY_TIMEOUT, "stream_idle_timeout", None),
             Self::Agent(AgentError::InvalidInput(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None)
+            }
+            Self::Agent(AgentError::Unsupported(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unsupported", None)
+            }
+            Self::Agent(AgentError::Incomplete) => {
+                (StatusCode::BAD_GATEWAY, "upstream_incomplete", None)
             }
             Self::Agent(AgentError::Memory(error)) => memory_parts(error),
             Self::Agent(AgentError::Llm(error)) => llm_parts(error),
@@ -83,6 +99,14 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
         }
+    }
+}
+
+impl ApiError {
+    /// The JSON error body, `{"error":{"type","message"}}` (also the data of an SSE `error`
+    /// event when a stream fails after it started).
+    pub(crate) fn body(&self) -> serde_json::Value {
+        json!({"error": {"type": self.parts().1, "message": self.to_string()}})
     }
 }
 
@@ -129,18 +153,12 @@ fn llm_parts(error: &LlmError) -> (StatusCode, &'static str, Option<Duration>) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, retry_after) = self.parts();
+        let (status, _, retry_after) = self.parts();
         if status.is_server_error() && !matches!(self, Self::Overloaded { .. }) {
             tracing::warn!(error = %self, status = status.as_u16(), "request failed");
         }
-        let body = json!({"error": {"type": kind, "message": self.to_string()}});
-        let mut response = (status, Json(body)).into_response();
-        if let Some(after) = retry_after {
-            let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
+        let mut response =
+            with_retry_after((status, Json(self.body())).into_response(), retry_after);
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -148,4 +166,88 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// An [`ApiError`] in OpenAI's error shape, for the OpenAI-compatible endpoints
+/// (`/v1/chat/completions`, `/v1/models`), so that OpenAI clients and SDKs raise their own
+/// typed errors: `{"error":{"message","type","param","code"}}`.
+///
+/// The status is the native one, except that a well-formed body of the wrong shape is 400
+/// (OpenAI never answers 422). `code` is the native error `type` (`model_not_found` for an
+/// unknown agent), and `type` is OpenAI's class of the status.
+#[derive(Debug)]
+pub struct OpenAiError {
+    /// The error.
+    pub error: ApiError,
+    /// The request parameter at fault, when one is.
+    pub param: Option<&'static str>,
+}
+
+impl OpenAiError {
+    /// `error`, blamed on the request parameter `param`.
+    pub fn with_param(error: ApiError, param: &'static str) -> Self {
+        Self {
+            error,
+            param: Some(param),
+        }
+    }
+
+    /// The status and the body's `error` object (also sent as an SSE `data:` frame when a
+    /// stream fails after it started).
+    pub fn parts(&self) -> (StatusCode, Option<Duration>, serde_json::Value) {
+        let (mut status, code, retry_after) = self.error.parts();
+        if status == StatusCode::UNPROCESSABLE_ENTITY {
+            status = StatusCode::BAD_REQUEST;
+        }
+        let (code, param) = match &self.error {
+            ApiError::UnknownAgent(_) => ("model_not_found", self.param.or(Some("model"))),
+            _ => (code, self.param),
+        };
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
+            status if status.is_server_error() => "server_error",
+            _ => "invalid_request_error",
+        };
+        let body = json!({"error": {
+            "message": self.error.to_string(),
+            "type": kind,
+            "param": param,
+            "code": code,
+        }});
+        (status, retry_after, body)
+    }
+}
+
+impl From<ApiError> for OpenAiError {
+    fn from(error: ApiError) -> Self {
+        Self { error, param: None }
+    }
+}
+
+impl From<AgentError> for OpenAiError {
+    fn from(error: AgentError) -> Self {
+        ApiError::Agent(error).into()
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let (status, retry_after, body) = self.parts();
+        if status.is_server_error() {
+            tracing::warn!(error = %self.error, status = status.as_u16(), "request failed");
+        }
+        with_retry_after((status, Json(body)).into_response(), retry_after)
+    }
+}
+
+fn with_retry_after(mut response: Response, retry_after: Option<Duration>) -> Response {
+    if let Some(after) = retry_after {
+        let seconds = after.as_secs_f64().ceil().max(1.0) as u64;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
 }

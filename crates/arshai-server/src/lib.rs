@@ -4,11 +4,17 @@
 //! (see [`serve`]), and tests drive [`app`] on real sockets.
 //!
 //! - `POST /v1/agents/{agent}/messages` — one agent turn ([`routes::messages`]).
+//! - `POST /v1/agents/{agent}/messages` with `"stream": true` — the turn as server-sent events
+//!   ([`routes::message_stream`]).
+//! - `GET /v1/agents`; `GET|DELETE /v1/agents/{agent}/conversations/{id}`
+//!   ([`routes::agents`], [`routes::conversations`]).
+//! - `POST /v1/chat/completions`, `GET /v1/models[/{model}]` — the OpenAI-compatible API
+//!   ([`routes::chat_completions`], [`routes::models`]).
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
 //!
-//! Every agent-turn route sits behind [`auth`] (API key → tenant) and [`turn_guard`]
-//! ([`admission`] control and turn metrics); every request gets a [`request_id`] and one
+//! Every agent-turn route (messages and chat completions) sits behind [`auth`] (API key → tenant) and [`turn_guard`]
+//! ([`admission`] control and turn metrics), and every other `/v1` route behind [`auth`]; every request gets a [`request_id`] and one
 //! log line. [`serve`] runs the accept loop ([`server`]) and the drain sequence
 //! ([`shutdown`]).
 
@@ -33,6 +39,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::routing::{get, post};
+use routes::{agents, chat_completions, conversations, models};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -49,10 +56,23 @@ pub fn app(state: AppState) -> Router {
             "/v1/agents/{agent}/messages",
             post(routes::messages::post_message),
         )
+        .route("/v1/chat/completions", post(chat_completions::create))
         .route_layer(from_fn_with_state(state.clone(), turn_guard::admit))
+        .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // The rest of the API: authenticated (tenants see only their own conversations), not
+    // admitted (cheap reads that must keep working under overload).
+    let api = Router::new()
+        .route("/v1/agents", get(agents::list_agents))
+        .route(
+            "/v1/agents/{agent}/conversations/{id}",
+            get(conversations::get_conversation).delete(conversations::delete_conversation),
+        )
+        .route("/v1/models", get(models::list_models))
+        .route("/v1/models/{model}", get(models::get_model))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(turns)
+        .merge(api)
         .route("/health", get(routes::health::health))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))

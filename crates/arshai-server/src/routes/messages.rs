@@ -26,6 +26,9 @@ pub struct MessageRequest {
     pub conversation_id: Option<ConversationId>,
     /// The user's message.
     pub message: String,
+    /// Answer with server-sent events as the reply is generated (see [`super::message_stream`]).
+    #[serde(default)]
+    pub stream: bool,
 }
 
 /// The response body.
@@ -58,10 +61,11 @@ pub async fn post_message(
         usage: None,
     };
     let mut response = match turn(&state, agent, tenant, request_id, body).await {
-        Ok(answer) => {
+        Ok(Answer::Complete(answer)) => {
             record.usage = Some(answer.usage);
             Json(answer).into_response()
         }
+        Ok(Answer::Streaming(response)) => response,
         Err(error) => error.into_response(),
     };
     response.extensions_mut().insert(record);
@@ -74,7 +78,7 @@ async fn turn(
     tenant: Tenant,
     request_id: RequestId,
     body: Result<Bytes, BytesRejection>,
-) -> Result<MessageResponse, ApiError> {
+) -> Result<Answer, ApiError> {
     let body = body.map_err(|rejection| body_error(&rejection, state))?;
     let request = parse_json::<MessageRequest>(&body)?;
     if request.message.trim().is_empty() {
@@ -88,15 +92,26 @@ async fn turn(
         message: request.message,
         request_id: Some(request_id.0),
     };
+    if request.stream {
+        return super::message_stream::respond(state, agent, input)
+            .await
+            .map(Answer::Streaming);
+    }
     let deadline = Duration::from_secs_f64(state.settings.server.request_timeout_seconds);
     let output = tokio::time::timeout(deadline, agent.process(input))
         .await
         .map_err(|_| ApiError::RequestTimeout(deadline))??;
-    Ok(MessageResponse {
+    Ok(Answer::Complete(MessageResponse {
         conversation_id: output.conversation_id,
         reply: output.reply,
         usage: output.usage,
-    })
+    }))
+}
+
+/// A turn's answer: complete JSON, or a stream already under way.
+enum Answer {
+    Complete(MessageResponse),
+    Streaming(Response),
 }
 
 /// Maps a body that could not be buffered to 413 or 400.

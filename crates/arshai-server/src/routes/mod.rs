@@ -1,8 +1,15 @@
 //! HTTP handlers, one file per resource.
 
+pub mod agents;
+pub mod chat_completions;
+pub mod conversations;
 pub mod health;
+pub mod message_stream;
 pub mod messages;
 pub mod metrics;
+
+pub mod models;
+pub mod sse;
 
 use axum::http::Uri;
 

@@ -2,6 +2,10 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod openai;
+pub mod probe;
+pub mod sse;
+
 use std::net::SocketAddr;
 
 use arshai::Settings;
@@ -50,6 +54,11 @@ impl TestServer {
         let state = AppState::from_settings(settings)
             .await
             .expect("state builds");
+        Self::start_state(upstream, state).await
+    }
+
+    /// Serves a state built by the test (agents with tools, say).
+    pub async fn start_state(upstream: FakeUpstream, state: AppState) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();

@@ -4,8 +4,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Agent, AgentError, AgentInput, AgentOutput, ToolSet};
+use super::{Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, ToolSet, TurnRequest};
 use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
+// Streamed turns live in their own file; as a child module they share this one's fields.
+#[path = "conversation_stream.rs"]
+mod stream;
+
 use crate::memory::{
     ConversationId, ConversationKey, LeaseSettings, MemoryError, MemoryStore, TurnLease,
 };
@@ -135,5 +139,12 @@ impl Agent for ConversationAgent {
             tracing::warn!(%error, "could not release a turn lease; it expires on its own");
         }
         result
+    }
+    fn process_stream(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
+        stream::process_stream(self, input)
+    }
+
+    fn turn_stream(self: Arc<Self>, request: TurnRequest) -> AgentEventStream {
+        stream::turn_stream(self, request)
     }
 }

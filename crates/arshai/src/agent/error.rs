@@ -15,4 +15,10 @@ pub enum AgentError {
     /// The input was refused before any call.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The agent cannot run this kind of turn (a stateless turn, say).
+    #[error("the agent does not support {0}")]
+    Unsupported(String),
+    /// The turn's event stream ended before the model finished its answer.
+    #[error("the answer ended before the model finished it")]
+    Incomplete,
 }

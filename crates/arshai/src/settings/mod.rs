@@ -68,6 +68,9 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Log output.
     pub logging: LoggingSettings,
+
+    /// Streamed responses (`stream: true`).
+    pub stream: StreamSettings,
 }
 
 /// The HTTP service.
@@ -91,6 +94,26 @@ impl Default for ServerSettings {
             port: 8000,
             max_body_bytes: 1024 * 1024,
             request_timeout_seconds: 300.0,
+        }
+    }
+}
+
+/// Streamed responses (server-sent events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Seconds between keep-alive comments while a stream has nothing to send, so proxies
+    /// and load balancers do not close a quiet connection.
+    pub keep_alive_seconds: f64,
+    /// A stream that produces no event for this many seconds ends with an error event.
+    pub idle_timeout_seconds: f64,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self {
+            keep_alive_seconds: 15.0,
+            idle_timeout_seconds: 60.0,
         }
     }
 }
@@ -411,6 +434,11 @@ impl Settings {
             (
                 "providers.http.read_timeout_seconds",
                 self.providers.http.read_timeout_seconds,
+            ),
+            ("stream.keep_alive_seconds", self.stream.keep_alive_seconds),
+            (
+                "stream.idle_timeout_seconds",
+                self.stream.idle_timeout_seconds,
             ),
             (
                 "admission.queue_timeout_seconds",

@@ -1,0 +1,65 @@
+//! `GET /v1/models` and `GET /v1/models/{model}`: the agents, as OpenAI model objects, so
+//! OpenAI clients can discover what to put in `model`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+use crate::error::OpenAiError;
+use crate::{ApiError, AppState};
+
+/// An OpenAI `model` object.
+#[derive(Debug, Serialize)]
+pub struct Model {
+    /// The agent's name.
+    pub id: String,
+    /// Always `model`.
+    pub object: &'static str,
+    /// Creation time in Unix seconds; agents are declared in settings and have none, so `0`.
+    pub created: u64,
+    /// Always `arshai`.
+    pub owned_by: &'static str,
+}
+
+impl Model {
+    fn new(name: &str) -> Self {
+        Self {
+            id: name.to_owned(),
+            object: "model",
+            created: 0,
+            owned_by: "arshai",
+        }
+    }
+}
+
+/// An OpenAI `list` of models.
+#[derive(Debug, Serialize)]
+pub struct ModelList {
+    /// Always `list`.
+    pub object: &'static str,
+    /// One model per agent, by name.
+    pub data: Vec<Model>,
+}
+
+/// `GET /v1/models`.
+pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list",
+        data: state
+            .agents
+            .iter()
+            .map(|agent| Model::new(agent.name()))
+            .collect(),
+    })
+}
+
+/// `GET /v1/models/{model}`.
+pub async fn get_model(
+    State(state): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Model>, OpenAiError> {
+    match state.agents.get(&model) {
+        Some(agent) => Ok(Json(Model::new(agent.name()))),
+        None => Err(ApiError::UnknownAgent(model).into()),
+    }
+}
