@@ -164,3 +164,64 @@ async fn health_and_metrics_need_no_key() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_rest_of_the_api_is_per_tenant_too() {
+    let server = server_with_auth().await;
+    let (status, body) = post(
+        &server,
+        Some(ACME_KEY),
+        json!({"conversation_id": "shared-id", "message": "acme only"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let url = server.url("/v1/agents/assistant/conversations/shared-id");
+    let read = |key: Option<&'static str>| {
+        let mut request = server.http.get(&url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send()
+    };
+    assert_eq!(read(None).await.unwrap().status(), 401, "no key, no read");
+    assert_eq!(
+        read(Some(GLOBEX_KEY)).await.unwrap().status(),
+        404,
+        "another tenant's conversation is absent"
+    );
+    let own = read(Some(ACME_KEY)).await.unwrap();
+    assert_eq!(own.status(), 200);
+    let view: Value = own.json().await.unwrap();
+    assert_eq!(view["messages"][0]["content"], "acme only");
+
+    let deleted = server
+        .http
+        .delete(&url)
+        .bearer_auth(GLOBEX_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 404, "another tenant cannot delete it");
+    assert_eq!(
+        read(Some(ACME_KEY)).await.unwrap().status(),
+        200,
+        "still there"
+    );
+
+    let completion = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(completion.status(), 401, "chat completions need a key");
+    let models = server
+        .http
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 401, "listing needs a key");
+}
