@@ -22,6 +22,9 @@ pub enum ApiError {
     /// The body is larger than `server.max_body_bytes`.
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// A request header has an invalid value.
+    #[error("{0}")]
+    InvalidHeader(String),
     /// The body could not be read.
     #[error("the request body could not be read: {0}")]
     BodyUnreadable(String),
@@ -67,6 +70,7 @@ impl ApiError {
             Self::InvalidRequest(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", None),
             Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable", None),
+            Self::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header", None),
             Self::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent", None),
             Self::ConversationNotFound(_) => {
                 (StatusCode::NOT_FOUND, "conversation_not_found", None)
@@ -113,6 +117,12 @@ impl ApiError {
 fn memory_parts(error: &MemoryError) -> (StatusCode, &'static str, Option<Duration>) {
     match error {
         MemoryError::Busy => (StatusCode::CONFLICT, "conversation_busy", None),
+        MemoryError::LeaseLost => (StatusCode::CONFLICT, "lease_lost", None),
+        MemoryError::IdempotencyMismatch => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            None,
+        ),
         MemoryError::Conflict { .. } => (StatusCode::CONFLICT, "version_conflict", None),
         MemoryError::Unavailable { .. } | MemoryError::Timeout { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -23,6 +23,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod idempotency;
 pub mod logging;
 pub mod metrics;
 pub mod readiness;

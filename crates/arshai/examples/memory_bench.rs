@@ -14,10 +14,41 @@ use std::time::{Duration, Instant};
 
 use arshai::llm::Message;
 use arshai::memory::{
-    ConversationId, ConversationKey, InMemoryStore, InMemoryStoreConfig, MemoryStore, RedisStore,
-    RedisStoreConfig, RedisTopology,
+    ConversationId, ConversationKey, InMemoryStore, InMemoryStoreConfig, LeaseSettings,
+    MemoryStore, RedisStore, RedisStoreConfig, RedisTopology, Turn, TurnStart,
 };
-use arshai_testkit::{RedisCluster, RedisServer};
+use arshai_testkit::{RedisCluster, RedisServer, redis_cli};
+
+/// Commands the servers on `ports` have run, from `INFO commandstats` (pub/sub and INFO
+/// itself excluded).
+async fn command_calls(ports: &[u16]) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for port in ports {
+        let stats = redis_cli(*port, &["INFO", "commandstats"]).await?;
+        for line in stats.lines() {
+            let Some((name, rest)) = line
+                .strip_prefix("cmdstat_")
+                .and_then(|l| l.split_once(':'))
+            else {
+                continue;
+            };
+            if matches!(
+                name,
+                "info" | "subscribe" | "ping" | "cluster|nodes" | "cluster|slots"
+            ) {
+                continue;
+            }
+            if let Some(calls) = rest
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                total += calls;
+            }
+        }
+    }
+    Ok(total)
+}
 
 fn key(i: usize) -> ConversationKey {
     ConversationKey::new(
@@ -77,6 +108,7 @@ fn in_memory_store() -> Arc<InMemoryStore> {
     Arc::new(InMemoryStore::new(InMemoryStoreConfig {
         ttl: Duration::from_secs(3600),
         max_conversations: 200_000,
+        max_conversations_total: None,
         max_messages: 20,
     }))
 }
@@ -154,6 +186,14 @@ async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
             "standalone",
         )
     };
+    let ports: Vec<u16> = match &_cluster {
+        Some(cluster) => cluster
+            .seeds()
+            .iter()
+            .filter_map(|seed| seed.rsplit(':').next()?.parse().ok())
+            .collect(),
+        None => vec![port.parse()?],
+    };
     let store = Arc::new(
         RedisStore::open(RedisStoreConfig {
             topology,
@@ -161,6 +201,8 @@ async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
             key_prefix: "bench".to_owned(),
             ttl: Duration::from_secs(3600),
             max_conversations: 100_000,
+            max_conversations_total: None,
+            index_buckets: 0,
             max_messages: 50,
             max_in_flight: 64,
             pool_wait: Duration::from_secs(5),
@@ -171,6 +213,7 @@ async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
         .await?,
     );
     store.health_check().await?;
+    let before = command_calls(&ports).await?;
     let tasks = 64;
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -184,18 +227,25 @@ async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
             while Instant::now() < deadline {
                 let k = key(task * 1000 + turn % 1000);
                 let t0 = Instant::now();
-                let version = store.load(&k).await?.map_or(0, |c| c.version);
+                let TurnStart::Open(open) = Turn::begin(
+                    store.clone() as Arc<dyn MemoryStore>,
+                    k,
+                    LeaseSettings::default(),
+                    None,
+                )
+                .await?
+                else {
+                    anyhow::bail!("no idempotency key was sent");
+                };
                 let t1 = Instant::now();
-                store
-                    .append(
-                        &k,
-                        &[
-                            Message::user("what is the weather like?"),
-                            Message::assistant("sunny, 21 degrees, light wind"),
-                        ],
-                        Some(version),
-                    )
-                    .await?;
+                open.commit(
+                    &[
+                        Message::user("what is the weather like?"),
+                        Message::assistant("sunny, 21 degrees, light wind"),
+                    ],
+                    None,
+                )
+                .await?;
                 let t2 = Instant::now();
                 loads.push(t1 - t0);
                 appends.push(t2 - t1);
@@ -214,16 +264,17 @@ async fn bench_redis(seconds: u64, cluster: bool) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     loads.sort();
     appends.sort();
-    let turns = loads.len() as f64 / elapsed;
-    // Cluster runs the index update as its own script (another slot).
-    let per_turn = if cluster { 3 } else { 2 };
+    let count = loads.len();
+    let turns = count as f64 / elapsed;
+    let after = command_calls(&ports).await?;
+    let per_turn = (after - before) as f64 / count as f64;
     println!(
-        "redis {name}, {tasks} tasks, {seconds} s: {turns:.0} turns/s (load + append of 2 messages; \
-         {per_turn} scripts per turn = {:.0} commands/s)",
-        turns * per_turn as f64
+        "redis {name}, {tasks} tasks, {seconds} s: {turns:.0} turns/s (begin + commit of 2 \
+         messages; {per_turn:.2} commands per turn from INFO commandstats, 2 sequential round \
+         trips)"
     );
     println!(
-        "  load   p50 {:?} p99 {:?}\n  append p50 {:?} p99 {:?}",
+        "  begin  p50 {:?} p99 {:?}\n  commit p50 {:?} p99 {:?}",
         percentile(&loads, 0.5),
         percentile(&loads, 0.99),
         percentile(&appends, 0.5),

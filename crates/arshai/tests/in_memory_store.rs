@@ -7,7 +7,7 @@ use std::time::Duration;
 use arshai::llm::Message;
 use arshai::memory::{
     ConversationId, ConversationKey, InMemoryStore, InMemoryStoreConfig, LeasePolicy,
-    LeaseSettings, MemoryError, MemoryStore, TurnLease,
+    LeaseSettings, MemoryError, MemoryStore, Turn, TurnStart,
 };
 
 fn key(id: &str) -> ConversationKey {
@@ -18,6 +18,7 @@ fn store(ttl: Duration, max_conversations: u64, max_messages: usize) -> InMemory
     InMemoryStore::new(InMemoryStoreConfig {
         ttl,
         max_conversations,
+        max_conversations_total: None,
         max_messages,
     })
 }
@@ -217,10 +218,11 @@ async fn a_busy_conversation_rejects_or_waits_for_the_lease() {
         policy: LeasePolicy::Reject,
         max_wait: Duration::ZERO,
     };
-    let held = TurnLease::acquire(Arc::clone(&store), key("l"), reject)
-        .await
-        .unwrap();
-    let busy = TurnLease::acquire(Arc::clone(&store), key("l"), reject).await;
+    let Ok(TurnStart::Open(held)) = Turn::begin(Arc::clone(&store), key("l"), reject, None).await
+    else {
+        panic!("the lease is free");
+    };
+    let busy = Turn::begin(Arc::clone(&store), key("l"), reject, None).await;
     assert!(matches!(busy, Err(MemoryError::Busy)));
 
     let wait = LeaseSettings {
@@ -230,14 +232,20 @@ async fn a_busy_conversation_rejects_or_waits_for_the_lease() {
     };
     let waiter = tokio::spawn({
         let store = Arc::clone(&store);
-        async move { TurnLease::acquire(store, key("l"), wait).await }
+        async move { Turn::begin(store, key("l"), wait, None).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(
         !waiter.is_finished(),
         "the waiter waits while the lease is held"
     );
-    held.release().await.unwrap();
-    let second = waiter.await.unwrap().expect("acquired after release");
-    second.release().await.unwrap();
+    held.abort().await;
+    let Ok(TurnStart::Open(second)) = waiter.await.unwrap() else {
+        panic!("acquired after release");
+    };
+    assert!(
+        second.wait().handoff.is_some(),
+        "the waiter was woken by the release, not by polling"
+    );
+    second.abort().await;
 }

@@ -10,113 +10,15 @@ use anyhow::{Context, ensure};
 use arshai::agent::{Agent, AgentInput, ConversationAgent, ConversationAgentConfig};
 use arshai::llm::{ClientFactory, Message, Role};
 use arshai::memory::{
-    ConversationId, ConversationKey, InMemoryStore, InMemoryStoreConfig, LeasePolicy,
-    LeaseSettings, MemoryError, MemoryStore, open_store,
+    BeginTurn, Begun, ConversationId, ConversationKey, LeasePolicy, LeaseSettings, MemoryError,
+    MemoryStore, Turn,
 };
-use arshai::settings::{MemoryProvider, MemorySettings, ProviderChoice, ProvidersSettings};
-use arshai_testkit::{
-    FakeUpstream, RedisCluster, RedisSentinelGroup, RedisServer, UpstreamOptions,
-};
+use arshai::settings::{ProviderChoice, ProvidersSettings};
+use arshai_testkit::{FakeUpstream, UpstreamOptions};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Memory,
-    Standalone,
-    Cluster,
-    Sentinel,
-}
-
-/// The processes behind a store; killed when dropped (one per test, so size is no concern).
-#[allow(clippy::large_enum_variant)]
-enum Servers {
-    None,
-    Standalone(RedisServer),
-    Cluster(RedisCluster),
-    Sentinel(RedisSentinelGroup),
-}
-
-/// A store under test and what it runs on.
-struct Env {
-    store: Arc<dyn MemoryStore>,
-    in_memory: Option<Arc<InMemoryStore>>,
-    servers: Servers,
-    settings: MemorySettings,
-}
-
-impl Env {
-    async fn open(
-        backend: Backend,
-        tune: impl FnOnce(&mut MemorySettings),
-    ) -> anyhow::Result<Self> {
-        let mut settings = MemorySettings {
-            redis_response_timeout_seconds: 1.0,
-            redis_connect_timeout_seconds: 1.0,
-            ..MemorySettings::default()
-        };
-        tune(&mut settings);
-        let servers = match backend {
-            Backend::Memory => Servers::None,
-            Backend::Standalone => {
-                let server = RedisServer::start().await?;
-                settings.redis_url = Some(server.url());
-                Servers::Standalone(server)
-            }
-            Backend::Cluster => {
-                let cluster = RedisCluster::start().await?;
-                settings.redis_cluster_nodes = cluster.seeds();
-                Servers::Cluster(cluster)
-            }
-            Backend::Sentinel => {
-                let group = RedisSentinelGroup::start().await?;
-                settings.redis_sentinel_master = Some(RedisSentinelGroup::MASTER_NAME.to_owned());
-                settings.redis_sentinels = vec![group.sentinel_address()];
-                Servers::Sentinel(group)
-            }
-        };
-        let (store, in_memory): (Arc<dyn MemoryStore>, _) = if backend == Backend::Memory {
-            settings.memory_provider = Some(MemoryProvider::Memory);
-            // Built directly (as open_store does) to reach `run_pending_tasks`.
-            let store = Arc::new(InMemoryStore::new(InMemoryStoreConfig {
-                ttl: Duration::from_secs(settings.ttl_seconds),
-                max_conversations: settings.max_conversations,
-                max_messages: settings.max_messages,
-            }));
-            (store.clone(), Some(store))
-        } else {
-            assert_eq!(settings.effective_provider(), MemoryProvider::Redis);
-            (open_store(&settings).await?, None)
-        };
-        Ok(Self {
-            store,
-            in_memory,
-            servers,
-            settings,
-        })
-    }
-
-    /// Lets lazy backends apply pending evictions (Redis evicts synchronously).
-    fn settle(&self) {
-        if let Some(store) = &self.in_memory {
-            store.run_pending_tasks();
-        }
-    }
-
-    /// A fresh store on the same servers (another instance of the fleet).
-    async fn another_instance(&self) -> anyhow::Result<Arc<dyn MemoryStore>> {
-        match &self.in_memory {
-            Some(store) => Ok(store.clone()),
-            None => Ok(open_store(&self.settings).await?),
-        }
-    }
-}
-
-fn key(tenant: &str, id: &str) -> ConversationKey {
-    ConversationKey::new(tenant, ConversationId::parse(id).expect("valid id"))
-}
-
-fn texts(messages: &[Message]) -> Vec<String> {
-    messages.iter().map(|m| m.content.clone()).collect()
-}
+#[macro_use]
+mod support;
+use support::{Backend, Env, Servers, key, texts};
 
 async fn round_trip(backend: Backend) -> anyhow::Result<()> {
     let env = Env::open(backend, |_| {}).await?;
@@ -209,7 +111,7 @@ async fn ttl_expires_and_every_write_refreshes_it(backend: Backend) -> anyhow::R
     Ok(())
 }
 
-async fn least_recently_written_is_evicted_first(backend: Backend) -> anyhow::Result<()> {
+async fn least_recently_used_is_evicted_first(backend: Backend) -> anyhow::Result<()> {
     let env = &Env::open(backend, |s| s.max_conversations = 3).await?;
     let write = |id: &'static str| {
         let store = env.store.clone();
@@ -241,8 +143,8 @@ async fn least_recently_written_is_evicted_first(backend: Backend) -> anyhow::Re
     }
     write("e").await?;
     env.settle();
-    // Redis orders by last write; the in-memory LRU also counts the loads above as uses.
-    let next = if backend == Backend::Memory { "a" } else { "c" };
+    // Every backend counts the loads above (a, c, d) as uses: a is now the least recent.
+    let next = "a";
     assert!(
         env.store.load(&key("t", next)).await?.is_none(),
         "{next} is next"
@@ -405,30 +307,45 @@ async fn leases_are_exclusive_and_released_only_by_their_owner(
     let store = &env.store;
     let k = key("t", "leased");
     let ttl = Duration::from_secs(10);
-    assert!(store.try_acquire_lease(&k, "one", ttl).await?);
-    // Retried acquire by the holder (a lost reply) still succeeds.
-    assert!(store.try_acquire_lease(&k, "one", ttl).await?);
-    assert!(!store.try_acquire_lease(&k, "two", ttl).await?);
+    let begin = |owner: &'static str, ttl: Duration| {
+        let store = store.clone();
+        let k = k.clone();
+        async move {
+            let request = BeginTurn {
+                owner,
+                ttl,
+                wait: Duration::from_secs(1),
+                idempotency: None,
+            };
+            store.begin_turn(&k, &request).await
+        }
+    };
+    assert!(matches!(begin("one", ttl).await?, Begun::Acquired(_)));
+    // Retried begin by the holder (a lost reply) still succeeds.
+    assert!(matches!(begin("one", ttl).await?, Begun::Acquired(_)));
+    match begin("two", ttl).await? {
+        Begun::Busy { expires_in } => ensure!(expires_in <= ttl && expires_in > ttl / 2),
+        other => anyhow::bail!("expected busy, got {other:?}"),
+    }
     assert!(!store.renew_lease(&k, "two", ttl).await?);
     assert!(!store.release_lease(&k, "two").await?);
     assert!(store.renew_lease(&k, "one", ttl).await?);
     assert!(store.release_lease(&k, "one").await?);
-    assert!(
-        store
-            .try_acquire_lease(&k, "two", Duration::from_millis(300))
-            .await?
-    );
+    assert!(matches!(
+        begin("two", Duration::from_millis(300)).await?,
+        Begun::Acquired(_)
+    ));
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(
         !store.renew_lease(&k, "two", ttl).await?,
         "expired leases are lost"
     );
     assert!(
-        store.try_acquire_lease(&k, "three", ttl).await?,
+        matches!(begin("three", ttl).await?, Begun::Acquired(_)),
         "and can be taken"
     );
     // The reject policy fails at once while the lease is held.
-    let busy = arshai::memory::TurnLease::acquire(
+    let busy = Turn::begin(
         store.clone(),
         k.clone(),
         LeaseSettings {
@@ -436,9 +353,91 @@ async fn leases_are_exclusive_and_released_only_by_their_owner(
             policy: LeasePolicy::Reject,
             max_wait: ttl,
         },
+        None,
     )
     .await;
     assert!(matches!(busy, Err(MemoryError::Busy)));
+    Ok(())
+}
+
+/// `max_conversations` holds per tenant: a tenant's writes only ever evict its own
+/// conversations, however many another tenant writes.
+async fn one_tenant_never_evicts_another(backend: Backend) -> anyhow::Result<()> {
+    let env = &Env::open(backend, |s| s.max_conversations = 3).await?;
+    for id in ["a1", "a2", "a3"] {
+        env.store
+            .append(&key("a", id), &[Message::user(id)], None)
+            .await?;
+    }
+    for n in 0..20 {
+        let id = format!("b{n}");
+        env.store
+            .append(&key("b", &id), &[Message::user(id.clone())], None)
+            .await?;
+        env.settle();
+    }
+    env.settle();
+    for id in ["a1", "a2", "a3"] {
+        ensure!(
+            env.store.load(&key("a", id)).await?.is_some(),
+            "tenant a's {id} survived tenant b's writes"
+        );
+    }
+    let kept = futures::future::join_all(
+        (0..20).map(|n| async move { env.store.load(&key("b", &format!("b{n}"))).await }),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?
+    .into_iter()
+    .filter(Option::is_some)
+    .count();
+    ensure!(kept == 3, "tenant b keeps its own 3, kept {kept}");
+    ensure!(
+        env.store.load(&key("b", "b19")).await?.is_some(),
+        "the newest is kept"
+    );
+    assert_eq!(env.store.conversation_count().await?, 6);
+    Ok(())
+}
+
+/// The optional global cap bounds every tenant together, least recently used first.
+async fn the_global_cap_bounds_every_tenant_together(backend: Backend) -> anyhow::Result<()> {
+    let env = &Env::open(backend, |s| {
+        s.max_conversations = 10;
+        s.max_conversations_total = Some(4);
+    })
+    .await?;
+    for (tenant, id) in [
+        ("a", "1"),
+        ("b", "1"),
+        ("a", "2"),
+        ("b", "2"),
+        ("a", "3"),
+        ("b", "3"),
+    ] {
+        env.store
+            .append(&key(tenant, id), &[Message::user(id)], None)
+            .await?;
+        env.settle();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    env.settle();
+    ensure!(
+        env.store.load(&key("a", "1")).await?.is_none(),
+        "a/1 was the oldest"
+    );
+    ensure!(
+        env.store.load(&key("b", "1")).await?.is_none(),
+        "b/1 was next"
+    );
+    for (tenant, id) in [("a", "2"), ("b", "2"), ("a", "3"), ("b", "3")] {
+        ensure!(
+            env.store.load(&key(tenant, id)).await?.is_some(),
+            "{tenant}/{id} kept"
+        );
+    }
+    assert_eq!(env.store.conversation_count().await?, 4);
     Ok(())
 }
 
@@ -608,36 +607,18 @@ async fn an_outage_gives_typed_errors_then_recovers(backend: Backend) -> anyhow:
     Ok(())
 }
 
-macro_rules! contract {
-    ($backend:ident: $($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> {
-                crate::$name(crate::Backend::$backend).await
-            }
-        )*
-    };
-}
-
-macro_rules! every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod memory { contract!(Memory: $($name),*); }
-        mod standalone { contract!(Standalone: $($name),*); }
-        mod cluster { contract!(Cluster: $($name),*); }
-        mod sentinel { contract!(Sentinel: $($name),*); }
-    };
-}
-
 every_backend!(
     round_trip,
     listing_is_paged_in_id_order,
     ttl_expires_and_every_write_refreshes_it,
-    least_recently_written_is_evicted_first,
+    least_recently_used_is_evicted_first,
     oldest_messages_are_trimmed,
     a_stale_expected_version_conflicts_and_writes_nothing,
     concurrent_appends_lose_nothing,
     racing_turns_are_serialized_and_both_recorded,
     leases_are_exclusive_and_released_only_by_their_owner,
+    one_tenant_never_evicts_another,
+    the_global_cap_bounds_every_tenant_together,
     unusual_ids_are_stored_safely,
     tenants_cannot_read_each_other,
 );

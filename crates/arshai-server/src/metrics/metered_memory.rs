@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arshai::llm::Message;
-use arshai::memory::{Conversation, ConversationKey, ConversationPage, MemoryError, MemoryStore};
+use arshai::memory::{
+    BeginTurn, Begun, CommitTurn, Conversation, ConversationKey, ConversationPage, LeaseWakers,
+    MemoryError, MemoryStore, TurnWait,
+};
 use async_trait::async_trait;
 
 use super::{MemoryErrorLabels, MemoryLabels, Metrics};
@@ -109,17 +112,22 @@ impl MemoryStore for MeteredMemory {
             .await
     }
 
-    async fn try_acquire_lease(
+    async fn begin_turn(
         &self,
         key: &ConversationKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, MemoryError> {
-        self.measure(
-            "acquire_lease",
-            self.inner.try_acquire_lease(key, owner, ttl),
-        )
-        .await
+        request: &BeginTurn<'_>,
+    ) -> Result<Begun, MemoryError> {
+        self.measure("begin_turn", self.inner.begin_turn(key, request))
+            .await
+    }
+
+    async fn commit_turn(
+        &self,
+        key: &ConversationKey,
+        commit: &CommitTurn<'_>,
+    ) -> Result<u64, MemoryError> {
+        self.measure("commit_turn", self.inner.commit_turn(key, commit))
+            .await
     }
 
     async fn renew_lease(
@@ -135,6 +143,18 @@ impl MemoryStore for MeteredMemory {
     async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError> {
         self.measure("release_lease", self.inner.release_lease(key, owner))
             .await
+    }
+
+    fn lease_wakers(&self) -> &LeaseWakers {
+        self.inner.lease_wakers()
+    }
+
+    fn observe_turn_wait(&self, wait: &TurnWait) {
+        self.metrics.lease_wait.observe(wait.waited.as_secs_f64());
+        if let Some(handoff) = wait.handoff {
+            self.metrics.lease_handoff.observe(handoff.as_secs_f64());
+        }
+        self.inner.observe_turn_wait(wait);
     }
 
     async fn conversation_count(&self) -> Result<u64, MemoryError> {

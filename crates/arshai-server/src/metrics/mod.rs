@@ -37,6 +37,12 @@ const WAIT_BUCKETS: [f64; 11] = [
 const MEMORY_BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 ];
+/// Buckets for a turn's wait for its conversation's lease and the hand-off after a release,
+/// in seconds: 50 µs to 10 s.
+const LEASE_BUCKETS: [f64; 17] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
 /// Buckets for an upstream's time to first token, in seconds: 10 ms to 30 s.
 const TTFT_BUCKETS: [f64; 11] = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
 
@@ -173,6 +179,11 @@ pub struct Metrics {
     pub memory_duration: HistogramFamily<MemoryLabels>,
     /// `arshai_memory_operation_errors_total{backend,operation,class}`.
     pub memory_errors: Family<MemoryErrorLabels, Counter>,
+    /// `arshai_turn_lease_wait_seconds`: how long turns waited for their conversation.
+    pub lease_wait: Histogram,
+    /// `arshai_turn_lease_handoff_seconds`: from a lease's release to the waiting turn that
+    /// took it.
+    pub lease_handoff: Histogram,
     /// `arshai_connections_open`: client connections open now.
     pub connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `arshai_connections_total`: client connections accepted.
@@ -208,6 +219,8 @@ impl Metrics {
             upstream_circuit: Family::default(),
             memory_duration: Family::new_with_constructor(memory_histogram),
             memory_errors: Family::default(),
+            lease_wait: Histogram::new(LEASE_BUCKETS),
+            lease_handoff: Histogram::new(LEASE_BUCKETS),
             connections_open: Gauge::default(),
             connections: Counter::default(),
             registry: Registry::default(),
@@ -298,6 +311,16 @@ impl Metrics {
             "arshai_memory_operation_errors",
             "Failed memory store operations by backend, operation and error class",
             metrics.memory_errors.clone(),
+        );
+        registry.register(
+            "arshai_turn_lease_wait_seconds",
+            "Time agent turns waited for their conversation's lease (0 when it was free)",
+            metrics.lease_wait.clone(),
+        );
+        registry.register(
+            "arshai_turn_lease_handoff_seconds",
+            "Time from a lease's release to the waiting turn that took it",
+            metrics.lease_handoff.clone(),
         );
         registry.register(
             "arshai_connections_open",

@@ -31,6 +31,7 @@ use super::messages::{body_error, parse_json};
 use super::sse::{self, StreamBounds};
 use crate::auth::Tenant;
 use crate::error::OpenAiError;
+use crate::idempotency::IdempotencyKey;
 use crate::request_id::RequestId;
 use crate::{ApiError, AppState};
 
@@ -181,6 +182,7 @@ impl ChatCompletionRequest {
                 max_tokens: self.max_completion_tokens.or(self.max_tokens),
             },
             request_id: Some(request_id),
+            idempotency_key: None,
         })
     }
 
@@ -429,6 +431,7 @@ pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
     request_id: RequestId,
+    idempotency: IdempotencyKey,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, OpenAiError> {
@@ -451,7 +454,11 @@ pub async fn create(
                 })?)
             }
         };
-    let turn = request.to_turn(tenant.0, conversation_id.clone(), request_id.0)?;
+    let mut turn = request.to_turn(tenant.0, conversation_id.clone(), request_id.0)?;
+    // Stateless turns record nothing, so only a conversation's turn needs the key.
+    if turn.conversation_id.is_some() {
+        turn.idempotency_key = idempotency.0;
+    }
     let mut response = if request.streams() {
         stream_completion(&state, agent, turn, &request).await?
     } else {

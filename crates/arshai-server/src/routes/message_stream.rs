@@ -14,7 +14,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use arshai::agent::{Agent, AgentEvent, AgentInput};
+use arshai::agent::{Agent, AgentEvent, AgentInput, conversation_for_key};
 use arshai::memory::ConversationId;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::Event;
@@ -35,9 +35,10 @@ pub async fn respond(
     mut input: AgentInput,
 ) -> Result<Response, ApiError> {
     // Chosen here rather than by the agent so the client has it before the first event.
+    let derived = input.idempotency_key.as_deref().map(conversation_for_key);
     let id = input
         .conversation_id
-        .get_or_insert_with(ConversationId::generate)
+        .get_or_insert_with(|| derived.unwrap_or_else(ConversationId::generate))
         .clone();
     let bounds = StreamBounds::from_settings(&state.settings);
     let turn = sse::start(agent.process_stream(input), bounds).await?;

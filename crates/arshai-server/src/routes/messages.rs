@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Tenant;
+use crate::idempotency::IdempotencyKey;
 use crate::request_id::{RequestId, TurnRecord};
 use crate::{ApiError, AppState};
 
@@ -48,6 +49,7 @@ pub async fn post_message(
     Path(agent_name): Path<String>,
     tenant: Tenant,
     request_id: RequestId,
+    idempotency: IdempotencyKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let agent = state
@@ -60,7 +62,7 @@ pub async fn post_message(
         agent_type: agent.agent_type(),
         usage: None,
     };
-    let mut response = match turn(&state, agent, tenant, request_id, body).await {
+    let mut response = match turn(&state, agent, tenant, request_id, idempotency, body).await {
         Ok(Answer::Complete(answer)) => {
             record.usage = Some(answer.usage);
             Json(answer).into_response()
@@ -77,6 +79,7 @@ async fn turn(
     agent: Arc<dyn Agent>,
     tenant: Tenant,
     request_id: RequestId,
+    idempotency: IdempotencyKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
     let body = body.map_err(|rejection| body_error(&rejection, state))?;
@@ -91,6 +94,7 @@ async fn turn(
         conversation_id: request.conversation_id,
         message: request.message,
         request_id: Some(request_id.0),
+        idempotency_key: idempotency.0,
     };
     if request.stream {
         return super::message_stream::respond(state, agent, input)

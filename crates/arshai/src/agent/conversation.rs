@@ -4,14 +4,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, ToolSet, TurnRequest};
-use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
+use super::idempotency::{conversation_for_key, key_for, receipt_body, recorded};
+use super::{
+    Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, ToolSet, TurnRequest, TurnSummary,
+};
+use crate::llm::{ChatRequest, ChatResponse, LlmClient, Message, Sampling};
 // Streamed turns live in their own file; as a child module they share this one's fields.
 #[path = "conversation_stream.rs"]
 mod stream;
 
 use crate::memory::{
-    ConversationId, ConversationKey, LeaseSettings, MemoryError, MemoryStore, TurnLease,
+    Conversation, ConversationId, ConversationKey, LeaseSettings, MemoryStore, Turn, TurnStart,
 };
 
 /// How a [`ConversationAgent`] behaves.
@@ -32,8 +35,8 @@ pub struct ConversationAgentConfig {
 /// An agent that remembers: each turn loads the conversation, calls the LLM with the whole
 /// history, and appends the user's message and the answer atomically.
 ///
-/// Turns on one conversation are serialized by a [`TurnLease`], across instances when the
-/// store is shared, so every turn sees the previous one.
+/// Turns on one conversation are serialized by a [`Turn`]'s lease, across instances when
+/// the store is shared, so every turn sees the previous one.
 pub struct ConversationAgent {
     config: ConversationAgentConfig,
     llm: Arc<dyn LlmClient>,
@@ -62,13 +65,13 @@ impl ConversationAgent {
         self
     }
 
-    async fn turn(
+    /// The turn's work under its lease: the model's answer over the stored history.
+    async fn answer(
         &self,
-        key: &ConversationKey,
-        input: AgentInput,
-    ) -> Result<AgentOutput, AgentError> {
-        let stored = self.memory.load(key).await?.unwrap_or_default();
-        let user = Message::user(input.message);
+        stored: Conversation,
+        user: &Message,
+        request_id: Option<String>,
+    ) -> Result<ChatResponse, AgentError> {
         let mut messages = stored.messages;
         messages.push(user.clone());
         let system = match &stored.working_memory {
@@ -85,30 +88,12 @@ impl ConversationAgent {
             system: (!system.is_empty()).then_some(system),
             messages,
             sampling: self.config.sampling.clone(),
-            request_id: input.request_id,
+            request_id,
             ..ChatRequest::default()
         };
-        let response = match &self.tools {
+        Ok(match &self.tools {
             Some(tools) => tools.run(self.llm.as_ref(), &request).await?.response,
             None => self.llm.chat(&request).await?,
-        };
-        let turn = [user, Message::assistant(response.text.clone())];
-        match self.memory.append(key, &turn, Some(stored.version)).await {
-            Ok(_) => {}
-            Err(MemoryError::Conflict { expected, actual }) => {
-                // The lease was lost (it expired during a very long turn): keep the turn
-                // anyway; an atomic append never loses the other writer's messages either.
-                tracing::warn!(conversation = %key.id, expected, actual,
-                    "conversation changed during the turn; appending after the other writer");
-                self.memory.append(key, &turn, None).await?;
-            }
-            Err(error) => return Err(error.into()),
-        }
-        Ok(AgentOutput {
-            conversation_id: key.id.clone(),
-            reply: response.text,
-            usage: response.usage,
-            model: response.model,
         })
     }
 }
@@ -127,18 +112,66 @@ impl Agent for ConversationAgent {
         if input.message.trim().is_empty() {
             return Err(AgentError::InvalidInput("the message is empty".to_owned()));
         }
-        let id = input
-            .conversation_id
-            .clone()
-            .unwrap_or_else(ConversationId::generate);
-        let key = ConversationKey::new(input.tenant.clone(), id);
-        let lease =
-            TurnLease::acquire(Arc::clone(&self.memory), key.clone(), self.config.lease).await?;
-        let result = self.turn(&key, input).await;
-        if let Err(error) = lease.release().await {
-            tracing::warn!(%error, "could not release a turn lease; it expires on its own");
-        }
-        result
+        let id = input.conversation_id.clone().unwrap_or_else(|| {
+            input
+                .idempotency_key
+                .as_deref()
+                .map_or_else(ConversationId::generate, conversation_for_key)
+        });
+        let key = ConversationKey::new(input.tenant.clone(), id.clone());
+        let user = Message::user(input.message);
+        let idempotency = key_for(
+            input.idempotency_key.as_ref(),
+            &self.config.name,
+            std::slice::from_ref(&user),
+        );
+        let mut turn = match Turn::begin(
+            Arc::clone(&self.memory),
+            key,
+            self.config.lease,
+            idempotency.as_ref(),
+        )
+        .await?
+        {
+            TurnStart::Open(turn) => turn,
+            TurnStart::Recorded(receipt) => {
+                let summary = recorded(&receipt)?;
+                return Ok(AgentOutput {
+                    conversation_id: id,
+                    reply: summary.reply,
+                    usage: summary.usage,
+                    model: summary.model,
+                });
+            }
+        };
+        let stored = turn.take_conversation();
+        let response = match self.answer(stored, &user, input.request_id).await {
+            Ok(response) => response,
+            Err(error) => {
+                turn.abort().await;
+                return Err(error);
+            }
+        };
+        let summary = TurnSummary {
+            conversation_id: Some(id.clone()),
+            reply: response.text,
+            usage: response.usage,
+            model: response.model,
+            finish_reason: response.finish_reason,
+        };
+        let body = match &idempotency {
+            Some(_) => receipt_body(&summary)?,
+            None => String::new(),
+        };
+        let messages = [user, Message::assistant(summary.reply.clone())];
+        turn.commit(&messages, idempotency.as_ref().map(|k| (k, body.as_str())))
+            .await?;
+        Ok(AgentOutput {
+            conversation_id: id,
+            reply: summary.reply,
+            usage: summary.usage,
+            model: summary.model,
+        })
     }
     fn process_stream(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
         stream::process_stream(self, input)

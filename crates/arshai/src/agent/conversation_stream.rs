@@ -4,33 +4,37 @@
 //! A turn is recorded only after the model's answer is complete, in one atomic append of
 //! the new messages and the answer, before [`AgentEvent::Done`] is sent. Dropping the
 //! stream (a client that disconnects) cancels the upstream call; if that happens before the
-//! append, nothing of the turn is recorded, not even the user's message. The turn lease is
-//! released on every path (explicitly, or by [`TurnLease`]'s drop when cancelled).
+//! commit, nothing of the turn is recorded, not even the user's message. The turn's lease is
+//! released on every path (explicitly, or by [`Turn`]'s drop when cancelled).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
 
+use super::super::idempotency::{conversation_for_key, key_for, receipt_body, recorded};
 use super::ConversationAgent;
 use crate::agent::{
     AgentError, AgentEvent, AgentEventStream, AgentInput, EventSender, TurnRequest, TurnSummary,
     event_stream,
 };
 use crate::llm::{ChatRequest, FinishReason, Message, Sampling, StreamEvent, ToolCall, Usage};
-use crate::memory::{ConversationId, ConversationKey, MemoryError, TurnLease};
+use crate::memory::{ConversationId, ConversationKey, IdempotencyKey, Turn, TurnStart};
 
 /// [`crate::agent::Agent::process_stream`] for [`ConversationAgent`].
 pub(super) fn process_stream(agent: Arc<ConversationAgent>, input: AgentInput) -> AgentEventStream {
+    let conversation_id = input.conversation_id.unwrap_or_else(|| {
+        input
+            .idempotency_key
+            .as_deref()
+            .map_or_else(ConversationId::generate, conversation_for_key)
+    });
     let request = TurnRequest {
         tenant: input.tenant,
-        conversation_id: Some(
-            input
-                .conversation_id
-                .unwrap_or_else(ConversationId::generate),
-        ),
+        conversation_id: Some(conversation_id),
         messages: vec![Message::user(input.message)],
         sampling: Sampling::default(),
         request_id: input.request_id,
+        idempotency_key: input.idempotency_key,
     };
     turn_stream(agent, request)
 }
@@ -73,14 +77,35 @@ async fn run(
         };
         return Ok(Some(summary(None, answer)));
     };
-    let key = ConversationKey::new(request.tenant.clone(), id);
-    let lease =
-        TurnLease::acquire(Arc::clone(&agent.memory), key.clone(), agent.config.lease).await?;
-    let result = recorded_turn(agent, &key, request, events).await;
-    if let Err(error) = lease.release().await {
-        tracing::warn!(%error, "could not release a turn lease; it expires on its own");
-    }
-    result
+    let key = ConversationKey::new(request.tenant.clone(), id.clone());
+    let idempotency = key_for(
+        request.idempotency_key.as_ref(),
+        &agent.config.name,
+        &request.messages,
+    );
+    let turn = match Turn::begin(
+        Arc::clone(&agent.memory),
+        key,
+        agent.config.lease,
+        idempotency.as_ref(),
+    )
+    .await?
+    {
+        TurnStart::Open(turn) => turn,
+        TurnStart::Recorded(receipt) => {
+            // The turn was recorded by an earlier attempt: replay its answer.
+            let summary = recorded(&receipt)?;
+            if !summary.reply.is_empty()
+                && !events
+                    .send(Ok(AgentEvent::TextDelta(summary.reply.clone())))
+                    .await
+            {
+                return Ok(None);
+            }
+            return Ok(Some(summary));
+        }
+    };
+    recorded_turn(agent, turn, request, idempotency, events).await
 }
 
 fn validate(messages: &[Message]) -> Result<(), AgentError> {
@@ -97,40 +122,46 @@ fn validate(messages: &[Message]) -> Result<(), AgentError> {
     }
 }
 
-/// A turn on a conversation, under its lease: load, answer, append whole.
+/// A turn on a conversation, under its lease: answer, then commit whole (or release).
 async fn recorded_turn(
     agent: &ConversationAgent,
-    key: &ConversationKey,
+    mut turn: Turn,
     request: TurnRequest,
+    idempotency: Option<IdempotencyKey>,
     events: &mut EventSender,
 ) -> Result<Option<TurnSummary>, AgentError> {
-    let stored = agent.memory.load(key).await?.unwrap_or_default();
-    let Some(answer) = answer(
+    let stored = turn.take_conversation();
+    let answered = answer(
         agent,
         stored.messages,
         stored.working_memory.as_deref(),
         &request,
         events,
     )
-    .await?
-    else {
-        return Ok(None);
+    .await;
+    let answer = match answered {
+        Ok(Some(answer)) => answer,
+        Ok(None) => {
+            turn.abort().await;
+            return Ok(None);
+        }
+        Err(error) => {
+            turn.abort().await;
+            return Err(error);
+        }
+    };
+    let id = turn.key().id.clone();
+    let summary = summary(Some(id), answer);
+    let body = match &idempotency {
+        Some(_) => receipt_body(&summary)?,
+        None => String::new(),
     };
     // As in the non-streamed turn, the tool exchange is not kept, only the answer.
-    let mut turn = request.messages;
-    turn.push(Message::assistant(answer.text.clone()));
-    match agent.memory.append(key, &turn, Some(stored.version)).await {
-        Ok(_) => {}
-        Err(MemoryError::Conflict { expected, actual }) => {
-            // The lease expired during a very long turn and another writer got in: keep the
-            // turn anyway, after theirs (the append is still atomic).
-            tracing::warn!(conversation = %key.id, expected, actual,
-                "conversation changed during the streamed turn; appending after the other writer");
-            agent.memory.append(key, &turn, None).await?;
-        }
-        Err(error) => return Err(error.into()),
-    }
-    Ok(Some(summary(Some(key.id.clone()), answer)))
+    let mut messages = request.messages;
+    messages.push(Message::assistant(summary.reply.clone()));
+    turn.commit(&messages, idempotency.as_ref().map(|k| (k, body.as_str())))
+        .await?;
+    Ok(Some(summary))
 }
 
 /// Streams the model's answer over `history` + the request's messages, forwarding deltas.

@@ -32,8 +32,9 @@ pub enum AgentEvent {
     Done(TurnSummary),
 }
 
-/// How a turn ended: the last event of a successful streamed turn.
-#[derive(Debug, Clone, PartialEq)]
+/// How a turn ended: the last event of a successful streamed turn (and, serialized, the
+/// receipt an idempotent retry answers with).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TurnSummary {
     /// The conversation the turn was recorded in; `None` for a stateless turn.
     pub conversation_id: Option<ConversationId>,

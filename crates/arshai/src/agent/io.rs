@@ -14,6 +14,9 @@ pub struct AgentInput {
     pub message: String,
     /// Correlation id passed to upstream calls.
     pub request_id: Option<String>,
+    /// Makes the turn safe to retry: a turn with a key that was already committed returns
+    /// the recorded answer instead of running again (see [`crate::memory::Turn::begin`]).
+    pub idempotency_key: Option<String>,
 }
 
 impl AgentInput {
@@ -24,6 +27,7 @@ impl AgentInput {
             conversation_id,
             message: message.into(),
             request_id: None,
+            idempotency_key: None,
         }
     }
 }

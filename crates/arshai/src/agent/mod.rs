@@ -8,6 +8,7 @@
 mod conversation;
 mod error;
 mod event;
+mod idempotency;
 mod io;
 mod registry;
 mod tools;
@@ -18,6 +19,7 @@ pub use error::AgentError;
 pub use event::{
     AgentEvent, AgentEventStream, EventSender, TurnSummary, collect_turn, event_stream,
 };
+pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
 pub use tools::{FnTool, Tool, ToolError, ToolSet, ToolTurn};
@@ -97,6 +99,7 @@ pub trait Agent: Send + Sync + 'static {
                     conversation_id: Some(id),
                     message: content.clone(),
                     request_id: request.request_id,
+                    idempotency_key: request.idempotency_key,
                 };
                 self.process_stream(input)
             }

@@ -20,6 +20,8 @@ pub struct TurnRequest {
     pub sampling: Sampling,
     /// Correlation id passed to upstream calls.
     pub request_id: Option<String>,
+    /// Makes a turn on a conversation safe to retry (see [`crate::agent::AgentInput`]).
+    pub idempotency_key: Option<String>,
 }
 
 impl TurnRequest {
@@ -31,6 +33,7 @@ impl TurnRequest {
             messages,
             sampling: Sampling::default(),
             request_id: None,
+            idempotency_key: None,
         }
     }
 }

@@ -16,6 +16,13 @@ pub enum MemoryError {
     /// Another turn holds the conversation's lease.
     #[error("the conversation is busy with another turn")]
     Busy,
+    /// The turn's lease expired and may now belong to another turn: the commit was refused
+    /// and nothing was recorded (fencing).
+    #[error("the turn lost its lease on the conversation (it expired); nothing was recorded")]
+    LeaseLost,
+    /// An idempotency key was reused for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyMismatch,
     /// The backend cannot be reached or refused the operation.
     #[error("the {backend} memory store is unavailable: {message}")]
     Unavailable {
@@ -43,6 +50,8 @@ impl MemoryError {
         match self {
             Self::Conflict { .. } => "conflict",
             Self::Busy => "busy",
+            Self::LeaseLost => "lease_lost",
+            Self::IdempotencyMismatch => "idempotency_mismatch",
             Self::Unavailable { .. } => "unavailable",
             Self::Timeout { .. } => "timeout",
             Self::Corrupt(_) => "corrupt",

@@ -14,6 +14,7 @@ pub async fn open_store(settings: &MemorySettings) -> Result<Arc<dyn MemoryStore
         MemoryProvider::Memory => Ok(Arc::new(InMemoryStore::new(InMemoryStoreConfig {
             ttl: Duration::from_secs(settings.ttl_seconds),
             max_conversations: settings.max_conversations,
+            max_conversations_total: settings.max_conversations_total,
             max_messages: settings.max_messages,
         }))),
         MemoryProvider::Redis => Ok(Arc::new(

@@ -4,15 +4,16 @@
 //! instances appending to one conversation never lose a message), a sliding TTL refreshed on
 //! every write, `max_conversations` with least-recently-used eviction, a bound on the
 //! messages kept per conversation, and turn leases that serialize agent turns across
-//! instances (see [`TurnLease`]).
+//! instances (see [`Turn`]: two round trips per turn, fenced, cancellation-safe).
 
 mod conversation;
 mod error;
 mod factory;
 mod in_memory;
-mod lease;
 pub mod redis;
 mod store;
+mod turn;
+mod wake;
 
 pub use conversation::{
     Conversation, ConversationId, ConversationKey, ConversationPage, ConversationSummary,
@@ -21,6 +22,10 @@ pub use conversation::{
 pub use error::MemoryError;
 pub use factory::open_store;
 pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
-pub use lease::{LeasePolicy, LeaseSettings, TurnLease};
 pub use redis::{RedisStore, RedisStoreConfig, RedisTopology};
 pub use store::MemoryStore;
+pub use turn::{
+    BeginTurn, Begun, CommitTurn, FALLBACK_POLL, IdempotencyKey, LeasePolicy, LeaseSettings,
+    Receipt, Turn, TurnStart, TurnWait,
+};
+pub use wake::{LeaseWakers, WakeSlot};

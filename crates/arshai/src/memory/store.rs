@@ -5,19 +5,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Conversation, ConversationKey, ConversationPage, MemoryError};
+use super::{
+    BeginTurn, Begun, CommitTurn, Conversation, ConversationKey, ConversationPage, LeaseWakers,
+    MemoryError, TurnWait,
+};
 use crate::llm::Message;
 
 /// Conversation memory shared by every agent and, with a shared backend, every instance.
 ///
 /// All methods take `&self`; stores are shared behind an `Arc`. Writes refresh the sliding
-/// TTL; every write increments the conversation's version.
+/// TTL; every write increments the conversation's version. Agent turns go through
+/// [`super::Turn`], which uses [`MemoryStore::begin_turn`] and [`MemoryStore::commit_turn`].
 #[async_trait]
 pub trait MemoryStore: Send + Sync + 'static {
     /// The backend's name (`memory`, `redis`, …) for errors, logs and metrics.
     fn backend(&self) -> &'static str;
 
     /// Loads a conversation; `None` when it does not exist (or expired, or was evicted).
+    /// A load counts as a use for eviction.
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, MemoryError>;
 
     /// Appends `messages` atomically and returns the new version.
@@ -61,15 +66,26 @@ pub trait MemoryStore: Send + Sync + 'static {
     /// Makes a round trip to the backend and returns how long it took.
     async fn health_check(&self) -> Result<Duration, MemoryError>;
 
-    /// Takes the conversation's turn lease for `owner` if nobody else holds it; `true` on
-    /// success. If `owner` already holds it, it is extended and `true` returned, so an acquire
-    /// retried after a lost reply still succeeds.
-    async fn try_acquire_lease(
+    /// In one atomic step: returns the receipt if the request's idempotency key was already
+    /// committed; else takes the conversation's lease for `request.owner` if it is free (or
+    /// already the owner's: a retried begin succeeds) and returns the conversation; else
+    /// registers a waiter and answers [`Begun::Busy`].
+    async fn begin_turn(
         &self,
         key: &ConversationKey,
-        owner: &str,
-        ttl: Duration,
-    ) -> Result<bool, MemoryError>;
+        request: &BeginTurn<'_>,
+    ) -> Result<Begun, MemoryError>;
+
+    /// In one atomic step: unless `commit.write_id` was already applied (then its version is
+    /// returned), checks that `commit.owner` holds the lease ([`MemoryError::LeaseLost`]
+    /// otherwise) and the expected version ([`MemoryError::Conflict`]), appends, trims,
+    /// refreshes the TTL and the indexes, keeps the receipt, releases the lease and wakes the
+    /// conversation's waiters. Returns the new version.
+    async fn commit_turn(
+        &self,
+        key: &ConversationKey,
+        commit: &CommitTurn<'_>,
+    ) -> Result<u64, MemoryError>;
 
     /// Extends the lease if `owner` still holds it; `false` when it was lost.
     async fn renew_lease(
@@ -79,10 +95,18 @@ pub trait MemoryStore: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<bool, MemoryError>;
 
-    /// Releases the lease if `owner` holds it (compare-and-delete); `true` when released.
+    /// Releases the lease if `owner` holds it (compare-and-delete) and wakes the
+    /// conversation's waiters; `true` when released.
     async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError>;
 
-    /// How many conversations the store holds now (approximate for some backends).
+    /// The registry this store wakes when a lease it sees released had waiters.
+    fn lease_wakers(&self) -> &LeaseWakers;
+
+    /// Told how each turn waited for its lease (decorators record it as metrics).
+    fn observe_turn_wait(&self, _wait: &TurnWait) {}
+
+    /// How many conversations the store holds now, over every tenant (approximate for some
+    /// backends).
     async fn conversation_count(&self) -> Result<u64, MemoryError>;
 
     /// Closes connections; later calls may fail.

@@ -148,8 +148,12 @@ pub struct MemorySettings {
     pub redis_retry_on_timeout: bool,
     /// Sliding TTL of a conversation, in seconds, refreshed on every write.
     pub ttl_seconds: u64,
-    /// Most conversations kept; the least recently used are evicted.
+    /// Most conversations kept per tenant; the least recently used are evicted.
     pub max_conversations: u64,
+    /// Optional cap on conversations over every tenant together.
+    pub max_conversations_total: Option<u64>,
+    /// Redis Cluster: buckets of the LRU and listing indexes (`0`: 16).
+    pub redis_index_buckets: u32,
     /// Most messages kept per conversation; the oldest are trimmed.
     pub max_messages: usize,
     /// Prefix of every Redis key.
@@ -186,11 +190,13 @@ impl Default for MemorySettings {
             redis_retry_on_timeout: true,
             ttl_seconds: 3600,
             max_conversations: 1000,
+            max_conversations_total: None,
+            redis_index_buckets: 0,
             max_messages: 1000,
             key_prefix: "arshai".to_owned(),
             turn_policy: LeasePolicy::Wait,
             turn_wait_seconds: 30.0,
-            turn_lease_seconds: 30.0,
+            turn_lease_seconds: 5.0,
             redis_sentinel_master: None,
             redis_sentinels: Vec::new(),
             redis_cluster_nodes: Vec::new(),

@@ -55,8 +55,14 @@ pub struct RedisStoreConfig {
     pub key_prefix: String,
     /// Sliding TTL of a conversation, refreshed on every write.
     pub ttl: Duration,
-    /// Most conversations kept; the least recently written are evicted.
+    /// Most conversations kept per tenant; the least recently used are evicted.
     pub max_conversations: u64,
+    /// Optional cap over every tenant together; the least recently used are evicted.
+    pub max_conversations_total: Option<u64>,
+    /// Index buckets per tenant and globally on Cluster (`0`: 16); standalone and Sentinel
+    /// always use one. More buckets spread the index writes over more slots; the eviction
+    /// bound becomes `buckets × ⌈max / buckets⌉`, LRU within each bucket.
+    pub index_buckets: u32,
     /// Most messages kept per conversation; the oldest are trimmed.
     pub max_messages: usize,
     /// Most Redis commands in flight from this store at once.
@@ -73,6 +79,13 @@ pub struct RedisStoreConfig {
 }
 
 impl RedisStoreConfig {
+    /// A standalone configuration for `url` with every other setting at its default.
+    pub fn standalone(url: impl Into<String>) -> Self {
+        let mut config = Self::from_settings(&MemorySettings::default());
+        config.topology = RedisTopology::Standalone { url: url.into() };
+        config
+    }
+
     /// The configuration the settings describe: Cluster when seed nodes are set, Sentinel
     /// when a master name is set, else the standalone URL (or `redis_host`/`redis_port`).
     pub fn from_settings(settings: &MemorySettings) -> Self {
@@ -99,6 +112,8 @@ impl RedisStoreConfig {
             key_prefix: settings.key_prefix.clone(),
             ttl: Duration::from_secs(settings.ttl_seconds),
             max_conversations: settings.max_conversations,
+            max_conversations_total: settings.max_conversations_total,
+            index_buckets: settings.redis_index_buckets,
             max_messages: settings.max_messages,
             max_in_flight: settings.redis_max_connections.max(1),
             pool_wait: Duration::from_secs_f64(settings.redis_pool_wait_seconds),

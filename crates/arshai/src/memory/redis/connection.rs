@@ -12,7 +12,7 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSub};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
@@ -25,10 +25,10 @@ use super::config::{RedisStoreConfig, RedisTopology};
 
 /// An open link to Redis.
 pub(crate) enum Link {
-    /// One server.
-    Standalone(ConnectionManager),
-    /// A cluster.
-    Cluster(ClusterConnection),
+    /// One server (and its client, for the wake-up subscription).
+    Standalone(ConnectionManager, Client),
+    /// A cluster (and a client per seed node, for the wake-up subscription).
+    Cluster(ClusterConnection, Vec<Client>),
     /// A master found through Sentinel.
     Sentinel(Box<SentinelLink>),
 }
@@ -54,16 +54,17 @@ impl Link {
                     info = info.set_redis_settings(settings);
                 }
                 let client = Client::open(info)?;
+                let subscriber = client.clone();
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connect_timeout))
                     .set_response_timeout(Some(config.response_timeout))
                     .set_number_of_retries(1)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(500));
-                Ok(Self::Standalone(ConnectionManager::new_lazy_with_config(
-                    client,
-                    manager_config,
-                )?))
+                Ok(Self::Standalone(
+                    ConnectionManager::new_lazy_with_config(client, manager_config)?,
+                    subscriber,
+                ))
             }
             RedisTopology::Cluster { nodes } => {
                 let client = ClusterClientBuilder::new(nodes.iter().map(|n| with_scheme(n)))
@@ -82,7 +83,11 @@ impl Link {
                                 "no cluster node answered within the connect timeout",
                             ))
                         })??;
-                Ok(Self::Cluster(connection))
+                let seeds = nodes
+                    .iter()
+                    .map(|node| Client::open(with_scheme(node)))
+                    .collect::<RedisResult<Vec<_>>>()?;
+                Ok(Self::Cluster(connection, seeds))
             }
             RedisTopology::Sentinel {
                 master_name,
@@ -99,14 +104,47 @@ impl Link {
 
     /// Whether keys of different slots may live on different servers.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(_))
+        matches!(self, Self::Cluster(..))
+    }
+
+    /// A dedicated pub/sub connection (to the server, the current master, or the first seed
+    /// node that answers: Cluster broadcasts `PUBLISH` to every node), within `timeout`.
+    pub(crate) async fn pubsub(&self, timeout: Duration) -> RedisResult<PubSub> {
+        let timed_out = || {
+            RedisError::from((
+                ErrorKind::Io,
+                "no server accepted the wake-up subscription within the connect timeout",
+            ))
+        };
+        match self {
+            Self::Standalone(_, client) => tokio::time::timeout(timeout, client.get_async_pubsub())
+                .await
+                .map_err(|_| timed_out())?,
+            Self::Cluster(_, seeds) => {
+                let mut last = timed_out();
+                for client in seeds {
+                    match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+                        Ok(Ok(pubsub)) => return Ok(pubsub),
+                        Ok(Err(error)) => last = error,
+                        Err(_) => last = timed_out(),
+                    }
+                }
+                Err(last)
+            }
+            Self::Sentinel(link) => {
+                let client = link.master_client().await?;
+                tokio::time::timeout(timeout, client.get_async_pubsub())
+                    .await
+                    .map_err(|_| timed_out())?
+            }
+        }
     }
 
     /// Sends one command and returns its reply.
     pub(crate) async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
-            Self::Standalone(manager) => cmd.query_async(&mut manager.clone()).await,
-            Self::Cluster(connection) => cmd.query_async(&mut connection.clone()).await,
+            Self::Standalone(manager, _) => cmd.query_async(&mut manager.clone()).await,
+            Self::Cluster(connection, _) => cmd.query_async(&mut connection.clone()).await,
             Self::Sentinel(link) => link.query(cmd).await,
         }
     }
@@ -196,6 +234,16 @@ impl SentinelLink {
         .map_err(|_| timed_out())??;
         *lock(&self.master) = Some(connection.clone());
         Ok(connection)
+    }
+
+    /// A client for the master the sentinels name now.
+    async fn master_client(&self) -> RedisResult<Client> {
+        let mut sentinels = tokio::time::timeout(self.connect_timeout, self.sentinels.lock())
+            .await
+            .map_err(|_| RedisError::from((ErrorKind::Io, "the sentinels are busy")))?;
+        tokio::time::timeout(self.connect_timeout, sentinels.async_get_client())
+            .await
+            .map_err(|_| RedisError::from((ErrorKind::Io, "no sentinel answered in time")))?
     }
 
     async fn query(&self, cmd: &Cmd) -> RedisResult<Value> {

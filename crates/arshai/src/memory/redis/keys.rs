@@ -9,15 +9,23 @@
 //! {prefix}:{<tenant>:<id>}:m    list: messages, oldest first, one JSON document each
 //! {prefix}:{<tenant>:<id>}:o    sorted set: recent write ids -> version (retry guard)
 //! {prefix}:{<tenant>:<id>}:l    string: the turn lease's owner token
-//! {prefix}:{index}:lru          sorted set: "<tenant>:<id>" -> last write ms (global LRU)
-//! {prefix}:{index}:t:<tenant>   sorted set, all scores 0: the tenant's raw ids (listing)
+//! {prefix}:{<tenant>:<id>}:w    string: set while some turn waits for the lease
+//! {prefix}:{<tenant>:<id>}:i    hash: idempotency key -> "<fingerprint>\n<receipt>"
+//! {prefix}:{<tenant>:<id>}:j    sorted set: idempotency key -> version (keeps the last 64)
+//! {prefix}:{t:<tenant>:<b>}:lru sorted set: <id> -> last use ms (the tenant's LRU, bucket b)
+//! {prefix}:{t:<tenant>:<b>}:ids sorted set, all scores 0: raw ids (the tenant's listing)
+//! {prefix}:{g:<b>}:lru          sorted set: "<tenant>:<id>" -> last use ms (every tenant)
+//! {prefix}:wake                 pub/sub channel: "<tenant>:<id>" of a released lease with waiters
 //! ```
 //!
-//! Inside the tag, the tenant and the id are escaped ([`escape`]) so that neither contains
-//! `{`, `}` or `:`: the tag ends where it should, and `<tenant>:<id>` splits at its only
-//! unescaped `:`. Ids are otherwise kept as they are (Redis keys are binary safe).
+//! Inside tags and index members, the tenant and the id are escaped ([`escape`]) so that
+//! neither contains `{`, `}` or `:`: the tag ends where it should, and `<tenant>:<id>` splits
+//! at its only unescaped `:`. The listing index keeps raw ids (Redis keys are binary safe),
+//! so it pages in id order. A conversation's index bucket `b` is a hash of its name modulo
+//! the bucket count (1 on standalone and Sentinel; 16 by default on Cluster, so that no one
+//! slot takes every write of the fleet).
 
-use super::super::ConversationKey;
+use super::super::{ConversationId, ConversationKey};
 
 /// Escapes `%`, `{`, `}` and `:` as `%25`, `%7B`, `%7D`, `%3A`; every other character is kept.
 ///
@@ -60,6 +68,7 @@ pub(crate) fn unescape(escaped: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct KeyLayout {
     prefix: String,
+    buckets: u32,
 }
 
 /// The keys of one conversation.
@@ -73,64 +82,133 @@ pub(crate) struct ConversationKeys {
     pub(crate) ops: String,
     /// The turn lease.
     pub(crate) lease: String,
-    /// The member naming this conversation in the LRU index: `<tenant>:<raw id>`.
-    pub(crate) lru_member: String,
-    /// The tenant's listing index.
-    pub(crate) tenant_index: String,
+    /// The waiter flag.
+    pub(crate) waiters: String,
+    /// The idempotency receipts.
+    pub(crate) receipts: String,
+    /// The receipts' order.
+    pub(crate) receipt_order: String,
+    /// The tenant's LRU index (this conversation's bucket).
+    pub(crate) tenant_lru: String,
+    /// The tenant's listing index (this conversation's bucket).
+    pub(crate) tenant_ids: String,
+    /// The global LRU index (this conversation's bucket).
+    pub(crate) global_lru: String,
+    /// The raw id: this conversation's member in the tenant listing.
+    pub(crate) raw_id: String,
+    /// The escaped id: this conversation's member in the tenant LRU.
+    pub(crate) tenant_member: String,
+    /// `<escaped tenant>:<escaped id>`: its member in the global LRU and its wake-up notice.
+    pub(crate) global_member: String,
+    /// What comes before an escaped id to name a conversation tag of this tenant.
+    pub(crate) tenant_tag_prefix: String,
+}
+
+impl ConversationKeys {
+    /// Every key of the conversation's own tag that a write may touch, in script order:
+    /// hash, messages, ops, lease, waiters, receipts, receipt order.
+    pub(crate) fn own(&self) -> [&str; 7] {
+        [
+            &self.hash,
+            &self.messages,
+            &self.ops,
+            &self.lease,
+            &self.waiters,
+            &self.receipts,
+            &self.receipt_order,
+        ]
+    }
+}
+
+/// FNV-1a, for index buckets (stable across processes and versions).
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl KeyLayout {
-    /// A layout under `prefix`, which must not contain `{` or `}` (it would move the tag).
-    pub(crate) fn new(prefix: &str) -> Result<Self, String> {
+    /// A layout under `prefix`, which must not contain `{` or `}` (it would move the tag),
+    /// with `buckets` index buckets per tenant and globally.
+    pub(crate) fn new(prefix: &str, buckets: u32) -> Result<Self, String> {
         if prefix.contains(['{', '}']) {
             return Err("memory.key_prefix must not contain '{' or '}'".to_owned());
         }
         Ok(Self {
             prefix: prefix.to_owned(),
+            buckets: buckets.max(1),
         })
+    }
+
+    /// The number of index buckets.
+    pub(crate) fn buckets(&self) -> u32 {
+        self.buckets
     }
 
     /// The keys of `key`.
     pub(crate) fn conversation(&self, key: &ConversationKey) -> ConversationKeys {
         let tenant = escape(&key.tenant);
-        let tag = format!("{}:{{{}:{}}}", self.prefix, tenant, escape(key.id.as_str()));
+        let id = escape(key.id.as_str());
+        let global_member = format!("{tenant}:{id}");
+        let bucket = fnv1a(&global_member) % u64::from(self.buckets);
+        let tag = format!("{}:{{{global_member}}}", self.prefix);
         ConversationKeys {
             hash: format!("{tag}:h"),
             messages: format!("{tag}:m"),
             ops: format!("{tag}:o"),
             lease: format!("{tag}:l"),
-            lru_member: format!("{tenant}:{}", key.id.as_str()),
-            tenant_index: self.tenant_index(&key.tenant),
+            waiters: format!("{tag}:w"),
+            receipts: format!("{tag}:i"),
+            receipt_order: format!("{tag}:j"),
+            tenant_lru: format!("{}:{{t:{tenant}:{bucket}}}:lru", self.prefix),
+            tenant_ids: format!("{}:{{t:{tenant}:{bucket}}}:ids", self.prefix),
+            global_lru: self.global_lru(bucket as u32),
+            raw_id: key.id.as_str().to_owned(),
+            tenant_member: id,
+            tenant_tag_prefix: format!("{}:{{{tenant}:", self.prefix),
+            global_member,
         }
     }
 
-    /// The global LRU index.
-    pub(crate) fn lru_index(&self) -> String {
-        format!("{}:{{index}}:lru", self.prefix)
+    /// The global LRU index of `bucket`.
+    pub(crate) fn global_lru(&self, bucket: u32) -> String {
+        format!("{}:{{g:{bucket}}}:lru", self.prefix)
     }
 
-    /// The listing index of `tenant`.
-    pub(crate) fn tenant_index(&self, tenant: &str) -> String {
-        format!("{}:{{index}}:t:{}", self.prefix, escape(tenant))
+    /// The listing indexes of `tenant`, one per bucket.
+    pub(crate) fn tenant_ids(&self, tenant: &str) -> Vec<String> {
+        let tenant = escape(tenant);
+        (0..self.buckets)
+            .map(|bucket| format!("{}:{{t:{tenant}:{bucket}}}:ids", self.prefix))
+            .collect()
     }
 
-    /// The prefix the LRU script puts before an escaped tenant to name its listing index.
-    pub(crate) fn tenant_index_prefix(&self) -> String {
-        format!("{}:{{index}}:t:", self.prefix)
+    /// What comes before a global member to name its conversation tag.
+    pub(crate) fn global_tag_prefix(&self) -> String {
+        format!("{}:{{", self.prefix)
     }
 
-    /// The prefix of a conversation's keys, from its LRU member (`<tenant>:<raw id>`).
-    pub(crate) fn keys_of_member(&self, member: &str) -> Option<(String, String)> {
+    /// The pub/sub channel of wake-up notices.
+    pub(crate) fn wake_channel(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
+
+    /// The conversation a global member (or wake-up notice) names.
+    pub(crate) fn key_of_member(&self, member: &str) -> Option<ConversationKey> {
         let (tenant, id) = member.split_once(':')?;
-        let tag = format!("{}:{{{}:{}}}", self.prefix, tenant, escape(id));
-        Some((unescape(tenant)?, tag))
+        let id = ConversationId::parse(unescape(id)?).ok()?;
+        Some(ConversationKey::new(unescape(tenant)?, id))
+    }
+
+    /// The conversation tag of a global member.
+    pub(crate) fn tag_of_member(&self, member: &str) -> String {
+        format!("{}:{{{member}}}", self.prefix)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::ConversationId;
 
     fn slot_tag(key: &str) -> &str {
         let open = key.find('{').unwrap();
@@ -152,28 +230,35 @@ mod tests {
 
     #[test]
     fn all_keys_of_a_conversation_share_one_tag_that_names_it() {
-        let layout = KeyLayout::new("app").unwrap();
+        let layout = KeyLayout::new("app", 16).unwrap();
         let id = ConversationId::parse("we:{ird}}: ü".repeat(20)).unwrap();
         let key = ConversationKey::new("ten:{a}nt", id.clone());
         let keys = layout.conversation(&key);
         let tag = slot_tag(&keys.hash);
-        for k in [&keys.messages, &keys.ops, &keys.lease] {
+        for k in keys.own() {
             assert_eq!(slot_tag(k), tag);
         }
         assert_eq!(
             tag,
             format!("{}:{}", escape("ten:{a}nt"), escape(id.as_str()))
         );
-        let (tenant, prefix) = layout.keys_of_member(&keys.lru_member).unwrap();
-        assert_eq!(tenant, "ten:{a}nt");
-        assert_eq!(format!("{prefix}:h"), keys.hash);
-        assert_eq!(slot_tag(&layout.lru_index()), "index");
-        assert_eq!(slot_tag(&keys.tenant_index), "index");
+        assert_eq!(layout.key_of_member(&keys.global_member), Some(key.clone()));
+        assert_eq!(
+            format!("{}:h", layout.tag_of_member(&keys.global_member)),
+            keys.hash
+        );
+        assert_eq!(
+            format!("{}{}}}:h", keys.tenant_tag_prefix, keys.tenant_member),
+            keys.hash
+        );
+        assert_eq!(slot_tag(&keys.tenant_lru), slot_tag(&keys.tenant_ids));
+        assert!(layout.tenant_ids("ten:{a}nt").contains(&keys.tenant_ids));
+        assert!(slot_tag(&keys.global_lru).starts_with("g:"));
     }
 
     #[test]
     fn tenants_never_share_keys() {
-        let layout = KeyLayout::new("p").unwrap();
+        let layout = KeyLayout::new("p", 1).unwrap();
         let id = ConversationId::parse("x").unwrap();
         let a = layout.conversation(&ConversationKey::new("a:b", id.clone()));
         let b = layout.conversation(&ConversationKey::new(
@@ -181,6 +266,6 @@ mod tests {
             ConversationId::parse("b:x").unwrap(),
         ));
         assert_ne!(a.hash, b.hash);
-        assert!(KeyLayout::new("bad{").is_err());
+        assert!(KeyLayout::new("bad{", 1).is_err());
     }
 }

@@ -1,144 +1,231 @@
-//! The Lua scripts that make each conversation write atomic.
+//! The Lua scripts of the turn protocol and of every conversation write.
 //!
-//! Each script touches the keys of one hash tag only (the write also touches the `{index}`
-//! keys, but only when they are on the same server: standalone and Sentinel), so it runs
-//! atomically in Cluster too.
+//! Each script touches the keys of one hash tag only — except on standalone and Sentinel,
+//! where every key is on one server and the write and begin scripts also update the index
+//! keys (and delete what the indexes evict) in the same atomic step. On Cluster the index
+//! scripts run separately, sent together with the write so they add no sequential round
+//! trip.
+//!
 //! Scripts are sent with `EVALSHA` and fall back to `EVAL` on `NOSCRIPT` (a restarted or
 //! failed-over server has an empty script cache).
 
 use redis::Script;
 
-/// Lua function shared by the write and the index scripts: records a write in the LRU and listing
-/// indexes, drops LRU entries older than the TTL, and pops the least recently written past
-/// `max_conversations`. Returns the popped `{member, score, …}`; the caller deletes those
-/// conversations (their keys live in other slots in Cluster).
-const INDEX_FUNCTION: &str = r#"
-local function index_write(lru, tenant_index, member, raw_id, now, ttl, max, tenant_prefix)
-  redis.call('ZADD', lru, now, member)
-  redis.call('ZADD', tenant_index, 0, raw_id)
+/// Lua helpers shared by the scripts that update indexes.
+///
+/// `index_use` records a use of `member` at `now` in one LRU sorted set, drops entries older
+/// than the TTL, and pops the least recently used past `cap` (0: no cap), never `member`
+/// itself. It returns the popped `{member, score, …}`.
+const INDEX_FUNCTIONS: &str = r#"
+local function index_use(zset, member, now, ttl, cap)
+  redis.call('ZADD', zset, now, member)
+  redis.call('ZREMRANGEBYSCORE', zset, '-inf', '(' .. (now - ttl))
   local out = {}
-  local function forget(m)
-    local at = string.find(m, ':', 1, true)
-    if at then
-      redis.call('ZREM', tenant_prefix .. string.sub(m, 1, at - 1), string.sub(m, at + 1))
-    end
-    redis.call('ZREM', lru, m)
-  end
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', lru, '-inf', '(' .. (now - ttl))) do
-    forget(m)
-  end
-  local excess = redis.call('ZCARD', lru) - max
-  if excess > 0 then
-    local popped = redis.call('ZRANGE', lru, 0, excess - 1, 'WITHSCORES')
-    for i = 1, #popped, 2 do
-      forget(popped[i])
-      table.insert(out, popped[i])
-      table.insert(out, popped[i + 1])
+  if cap > 0 then
+    local excess = redis.call('ZCARD', zset) - cap
+    if excess > 0 then
+      local popped = redis.call('ZRANGE', zset, 0, excess, 'WITHSCORES')
+      for i = 1, #popped, 2 do
+        if popped[i] ~= member and #out < 2 * excess then
+          redis.call('ZREM', zset, popped[i])
+          table.insert(out, popped[i])
+          table.insert(out, popped[i + 1])
+        end
+      end
     end
   end
-  redis.call('PEXPIRE', lru, ttl)
-  redis.call('PEXPIRE', tenant_index, ttl)
+  redis.call('PEXPIRE', zset, ttl)
   return out
+end
+local function unescape(s)
+  return (string.gsub(s, '%%(%x%x)', function(h) return string.char(tonumber(h, 16)) end))
+end
+local function drop_conversation(tag)
+  redis.call('DEL', tag .. ':h', tag .. ':m', tag .. ':o', tag .. ':i', tag .. ':j')
 end
 "#;
 
-/// Atomic write: retry guard, version check, message append + trim, field updates, version
-/// bump, sliding TTL — and, when the index keys are passed too (standalone and Sentinel,
-/// where every key is on one server), the index update in the same atomic step.
+/// The index update of a write where every key is on one server.
 ///
-/// KEYS: hash, messages, ops[, lru index, tenant index]. ARGV: expected version (`-1` for
-/// none), TTL ms, max messages, now ms, write id, message count `n`, LRU member, raw id, max
-/// conversations, tenant-index key prefix, `n` messages, then field/value pairs.
+/// `index_all(tenant_lru, tenant_ids, global_lru, id_member, raw_id, global_member, now, ttl,
+/// tenant_cap, global_cap, tenant_tag_prefix, global_tag_prefix)`: records the use in the
+/// tenant's and the global LRU and in the tenant's listing, and deletes the conversations
+/// either LRU evicts.
+const INDEX_ALL: &str = r#"
+local function index_all(tlru, tids, glru, id_member, raw_id, gmember, now, ttl, tcap, gcap,
+    tprefix, gprefix)
+  redis.call('ZADD', tids, 0, raw_id)
+  redis.call('PEXPIRE', tids, ttl)
+  local popped = index_use(tlru, id_member, now, ttl, tcap)
+  local tenant_of = string.sub(gmember, 1, string.find(gmember, ':', 1, true))
+  for i = 1, #popped, 2 do
+    redis.call('ZREM', tids, unescape(popped[i]))
+    redis.call('ZREM', glru, tenant_of .. popped[i])
+    drop_conversation(tprefix .. popped[i] .. '}')
+  end
+  local gpopped = index_use(glru, gmember, now, ttl, gcap)
+  for i = 1, #gpopped, 2 do
+    drop_conversation(gprefix .. gpopped[i] .. '}')
+  end
+  return #popped / 2 + #gpopped / 2
+end
+"#;
+
+/// Begins a turn: the receipt of an already committed idempotency key; else the lease
+/// (`SET PX` unless another owner holds it) and the conversation; else a waiter flag and
+/// the holder's remaining lease.
 ///
-/// Returns `{1, version, popped}` on success (`{1, version}` when the write id was already
-/// applied: a retry after a lost reply does not write twice), `{0, current version}` on a
-/// conflict.
+/// KEYS: hash, messages, lease, waiters, receipts[, tenant lru, global lru]. ARGV: owner,
+/// lease TTL ms, idempotency key (`''`: none), waiter flag TTL ms, now ms, id member,
+/// global member.
+///
+/// Returns `{2, receipt}`, `{0, lease PTTL}` or `{1, hash fields, messages}`.
+const BEGIN: &str = r#"
+if ARGV[3] ~= '' then
+  local receipt = redis.call('HGET', KEYS[5], ARGV[3])
+  if receipt then return {2, receipt} end
+end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then
+  redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
+  return {0, redis.call('PTTL', KEYS[3])}
+end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return {1, h, {}} end
+if #KEYS > 5 then
+  redis.call('ZADD', KEYS[6], 'XX', ARGV[5], ARGV[6])
+  redis.call('ZADD', KEYS[7], 'XX', ARGV[5], ARGV[7])
+end
+return {1, h, redis.call('LRANGE', KEYS[2], 0, -1)}
+"#;
+
+/// Every conversation write, a turn's commit included: retry guard, fencing, version
+/// check, append + trim, field updates, version bump, sliding TTL, receipt, lease release
+/// and wake-up — and, when the index keys are passed too (standalone and Sentinel), the
+/// index update and evictions in the same atomic step.
+///
+/// KEYS: hash, messages, ops, lease, waiters, receipts, receipt order[, tenant lru, tenant
+/// ids, global lru]. ARGV: 1 owner (`''`: an unfenced write that takes no lease), 2 expected
+/// version (`-1`: none), 3 TTL ms, 4 max messages, 5 now ms, 6 write id, 7 message count
+/// `n`, 8 idempotency key (`''`: none), 9 receipt, 10 id member, 11 raw id, 12 global member,
+/// 13 tenant cap per bucket, 14 global cap per bucket (0: none), 15 tenant tag prefix,
+/// 16 global tag prefix, 17 wake channel, then `n` messages, then field/value pairs.
+///
+/// Returns `{1, version, evicted}` (`{1, version}` when the write id was already applied: a
+/// retry after a lost reply does not write twice), `{0, current version}` on a conflict,
+/// `{-1, 0}` when the owner no longer holds the lease (nothing written).
 const WRITE_BODY: &str = r#"
-local done = redis.call('ZSCORE', KEYS[3], ARGV[5])
+local done = redis.call('ZSCORE', KEYS[3], ARGV[6])
 if done then return {1, tonumber(done)} end
+local fenced = ARGV[1] ~= ''
+if fenced and redis.call('GET', KEYS[4]) ~= ARGV[1] then return {-1, 0} end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-local expected = tonumber(ARGV[1])
+local expected = tonumber(ARGV[2])
 if expected >= 0 and expected ~= v then return {0, v} end
-local ttl = ARGV[2]
-local now = ARGV[4]
+local ttl = ARGV[3]
+local now = ARGV[5]
 if v == 0 then
-  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[6], KEYS[7])
   redis.call('HSET', KEYS[1], 'c', now)
 end
-local first = 11
-local n = tonumber(ARGV[6])
+local first = 18
+local n = tonumber(ARGV[7])
 if n > 0 then
   for i = first, first + n - 1, 4000 do
     redis.call('RPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 3999, first + n - 1)))
   end
-  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[4]), -1)
 end
 for i = first + n, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'u', now)
-redis.call('ZADD', KEYS[3], v, ARGV[5])
+redis.call('ZADD', KEYS[3], v, ARGV[6])
 redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -65)
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
-local popped = {}
-if #KEYS == 5 then
-  popped = index_write(KEYS[4], KEYS[5], ARGV[7], ARGV[8], tonumber(now), tonumber(ttl),
-    tonumber(ARGV[9]), ARGV[10])
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEYS[6], ARGV[8], ARGV[9])
+  redis.call('ZADD', KEYS[7], v, ARGV[8])
+  local old = redis.call('ZRANGE', KEYS[7], 0, -65)
+  if #old > 0 then
+    redis.call('HDEL', KEYS[6], unpack(old))
+    redis.call('ZREM', KEYS[7], unpack(old))
+  end
+  redis.call('PEXPIRE', KEYS[6], ttl)
+  redis.call('PEXPIRE', KEYS[7], ttl)
 end
-return {1, v, popped}
+if fenced then
+  redis.call('DEL', KEYS[4])
+  if redis.call('DEL', KEYS[5]) == 1 then redis.call('PUBLISH', ARGV[17], ARGV[12]) end
+end
+local evicted = 0
+if #KEYS == 10 then
+  evicted = index_all(KEYS[8], KEYS[9], KEYS[10], ARGV[10], ARGV[11], ARGV[12],
+    tonumber(now), tonumber(ttl), tonumber(ARGV[13]), tonumber(ARGV[14]), ARGV[15], ARGV[16])
+end
+return {1, v, evicted}
 "#;
 
-/// Consistent read of a conversation. KEYS: hash, messages. Returns `{hash fields, messages}`.
-pub(crate) const LOAD: &str = r#"
+/// Consistent read of a conversation, counted as a use where the indexes are passed
+/// (standalone and Sentinel). KEYS: hash, messages[, tenant lru, global lru]. ARGV: now ms,
+/// id member, global member. Returns `{hash fields, messages}`.
+const LOAD: &str = r#"
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {h, {}} end
+if #KEYS > 2 then
+  redis.call('ZADD', KEYS[3], 'XX', ARGV[1], ARGV[2])
+  redis.call('ZADD', KEYS[4], 'XX', ARGV[1], ARGV[3])
+end
 return {h, redis.call('LRANGE', KEYS[2], 0, -1)}
 "#;
 
-/// The index update alone, for Cluster (the `{index}` slot is elsewhere).
+/// One index update alone, for Cluster (each bucket is its own slot).
 ///
-/// KEYS: lru index, tenant index. ARGV: member (`<tenant>:<raw id>`), raw id, now ms, TTL ms,
-/// max conversations, tenant-index key prefix. Returns the popped `{member, score, …}`.
+/// KEYS: lru[, listing]. ARGV: member, raw id (for the listing), now ms, TTL ms, cap per
+/// bucket (0: none). Returns the popped `{member, score, …}`, already removed from the
+/// listing; the caller deletes those conversations (their keys live in other slots).
 const INDEX_CALL: &str = r#"
-return index_write(KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
-  tonumber(ARGV[5]), ARGV[6])
+if #KEYS > 1 then
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+local popped = index_use(KEYS[1], ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]),
+  tonumber(ARGV[5]))
+if #KEYS > 1 then
+  for i = 1, #popped, 2 do redis.call('ZREM', KEYS[2], unescape(popped[i])) end
+end
+return popped
 "#;
 
 /// Deletes an evicted conversation unless it was written after it was evicted.
-/// KEYS: hash, messages, ops. ARGV: the eviction's score (last write ms). Returns 1 if deleted.
-pub(crate) const EVICT: &str = r#"
+/// KEYS: hash, messages, ops, receipts, receipt order. ARGV: the eviction's score (last use
+/// ms). Returns 1 if deleted.
+const EVICT: &str = r#"
 local u = tonumber(redis.call('HGET', KEYS[1], 'u') or '0')
 if u > tonumber(ARGV[1]) then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 return 1
 "#;
 
-/// Takes the lease (`SET NX PX`), or extends it if this owner already holds it, so a retried
-/// acquire after a lost reply still succeeds. KEYS: lease. ARGV: owner, TTL ms.
-pub(crate) const ACQUIRE: &str = r#"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"#;
-
 /// Extends the lease only if `owner` holds it. KEYS: lease. ARGV: owner, TTL ms.
-pub(crate) const RENEW: &str = r#"
+const RENEW: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 "#;
 
-/// Compare-and-delete: releases the lease only if `owner` holds it. KEYS: lease. ARGV: owner.
-pub(crate) const RELEASE: &str = r#"
+/// Compare-and-delete: releases the lease only if `owner` holds it, and publishes a wake-up
+/// if a turn was waiting. KEYS: lease, waiters. ARGV: owner, wake channel, global member.
+const RELEASE: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if redis.call('DEL', KEYS[2]) == 1 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+  return 1
 end
 return 0
 "#;
@@ -161,16 +248,16 @@ impl ScriptText {
 
 /// Every script, with its digest computed once.
 pub(crate) struct Scripts {
-    /// The write (with the index update when all keys are on one server).
+    /// [`BEGIN`].
+    pub(crate) begin: ScriptText,
+    /// Every write ([`WRITE_BODY`], with the index update where all keys share a server).
     pub(crate) write: ScriptText,
     /// [`LOAD`].
     pub(crate) load: ScriptText,
-    /// The index update alone (Cluster).
+    /// [`INDEX_CALL`] (Cluster).
     pub(crate) index: ScriptText,
     /// [`EVICT`].
     pub(crate) evict: ScriptText,
-    /// [`ACQUIRE`].
-    pub(crate) acquire: ScriptText,
     /// [`RENEW`].
     pub(crate) renew: ScriptText,
     /// [`RELEASE`].
@@ -181,11 +268,11 @@ impl Scripts {
     /// Digests every script.
     pub(crate) fn new() -> Self {
         Self {
-            write: ScriptText::new(format!("{INDEX_FUNCTION}{WRITE_BODY}")),
+            begin: ScriptText::new(BEGIN),
+            write: ScriptText::new(format!("{INDEX_FUNCTIONS}{INDEX_ALL}{WRITE_BODY}")),
             load: ScriptText::new(LOAD),
-            index: ScriptText::new(format!("{INDEX_FUNCTION}{INDEX_CALL}")),
+            index: ScriptText::new(format!("{INDEX_FUNCTIONS}{INDEX_CALL}")),
             evict: ScriptText::new(EVICT),
-            acquire: ScriptText::new(ACQUIRE),
             renew: ScriptText::new(RENEW),
             release: ScriptText::new(RELEASE),
         }
