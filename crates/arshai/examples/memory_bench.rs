@@ -19,8 +19,9 @@ use arshai::memory::{
 };
 use arshai_testkit::{RedisCluster, RedisServer, redis_cli};
 
-/// Commands the servers on `ports` have run, from `INFO commandstats` (pub/sub and INFO
-/// itself excluded).
+/// Scripts and plain commands clients sent the servers on `ports`, from `INFO
+/// commandstats` (which also counts commands run inside scripts: those are excluded by
+/// counting only `EVALSHA`/`EVAL` and the plain commands this store sends outside scripts).
 async fn command_calls(ports: &[u16]) -> anyhow::Result<u64> {
     let mut total = 0;
     for port in ports {

@@ -197,6 +197,7 @@ async fn release_until_done(
 pub struct Turn {
     guard: LeaseGuard,
     conversation: Conversation,
+    loaded_version: u64,
     renewal: JoinHandle<()>,
     lost: Arc<AtomicBool>,
     wait: TurnWait,
@@ -260,6 +261,7 @@ impl Turn {
                     ));
                     return Ok(TurnStart::Open(Turn {
                         guard,
+                        loaded_version: conversation.version,
                         conversation,
                         renewal,
                         lost,
@@ -331,7 +333,7 @@ impl Turn {
         let write_id = uuid::Uuid::new_v4().simple().to_string();
         let mut commit = CommitTurn {
             owner: &self.guard.owner,
-            expected_version: Some(self.conversation.version),
+            expected_version: Some(self.loaded_version),
             write_id: &write_id,
             messages,
             receipt,
