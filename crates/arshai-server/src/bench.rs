@@ -29,6 +29,13 @@ pub struct BenchArgs {
     /// Turns per conversation before a worker starts a new one (keeps histories short).
     #[arg(long, default_value_t = 10)]
     pub turns_per_conversation: u32,
+    /// Draw every turn's conversation at random from this many shared ids instead (`0`: each
+    /// worker has its own). Random ids collide: a turn may find its conversation busy.
+    #[arg(long, default_value_t = 0)]
+    pub conversations: u64,
+    /// Run this long first, in seconds, without measuring (connections, caches, Redis).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// The message sent on every turn.
     #[arg(long, default_value = "Hello, how are you?")]
     pub message: String,
@@ -95,13 +102,23 @@ async fn worker(
     let mut conversation = 0u64;
     let mut turn = 0u32;
     let run = uuid::Uuid::new_v4().simple().to_string();
+    // xorshift64*, seeded per worker: enough to spread turns over the shared ids.
+    let mut seed = (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     while Instant::now() < until {
-        if turn == args.turns_per_conversation.max(1) {
-            conversation += 1;
-            turn = 0;
-        }
-        turn += 1;
-        let id = format!("bench-{run}-{index}-{conversation}");
+        let id = if args.conversations > 0 {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            let pick = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) % args.conversations;
+            format!("bench-shared-{pick}")
+        } else {
+            if turn == args.turns_per_conversation.max(1) {
+                conversation += 1;
+                turn = 0;
+            }
+            turn += 1;
+            format!("bench-{run}-{index}-{conversation}")
+        };
         let mut request = http
             .post(&url)
             .json(&json!({"conversation_id": id, "message": args.message}));
@@ -121,7 +138,9 @@ async fn worker(
                 }
             }
             Err(error) if error.is_timeout() => Some("timeout".to_owned()),
-            Err(_) => Some("connection error".to_owned()),
+            Err(error) if error.is_connect() => Some("connect error".to_owned()),
+            // The server closed the connection mid-request; the client pool reconnects.
+            Err(_) => Some("connection closed by the server".to_owned()),
         };
         match outcome {
             None => {
@@ -156,6 +175,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .tcp_nodelay(true)
         .build()
         .context("cannot build the HTTP client")?;
+    if args.warmup > 0.0 {
+        let until = Instant::now() + Duration::from_secs_f64(args.warmup);
+        let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let warmers: Vec<_> = (0..args.concurrency)
+            .map(|index| {
+                tokio::spawn(worker(
+                    http.clone(),
+                    Arc::clone(&args),
+                    index,
+                    until,
+                    Arc::clone(&done),
+                    Arc::clone(&failed),
+                ))
+            })
+            .collect();
+        for warmer in warmers {
+            warmer.await.context("a warm-up worker panicked")?;
+        }
+    }
     let before = sample_server(&http, &args.url).await;
     let duration = Duration::from_secs_f64(args.duration);
     let start = Instant::now();

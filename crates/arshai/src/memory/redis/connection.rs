@@ -24,6 +24,8 @@ use redis::{
 use super::config::{RedisStoreConfig, RedisTopology};
 
 /// An open link to Redis.
+// One per store, never moved after it is opened: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Link {
     /// One server (and its client, for the wake-up subscription).
     Standalone(ConnectionManager, Client),
