@@ -26,6 +26,7 @@ pub mod error;
 pub mod idempotency;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod readiness;
 pub mod request_id;
 pub mod routes;
