@@ -77,24 +77,60 @@ pub async fn assign(mut request: Request, next: Next) -> Response {
     }
     let turn = response.extensions().get::<TurnRecord>();
     let usage = turn.and_then(|turn| turn.usage);
-    tracing::info!(
-        target: "arshai::request",
-        request_id = %id.0,
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
-        agent = turn.map(|turn| turn.agent.as_str()),
-        input_tokens = usage.map(|usage| usage.input_tokens),
-        output_tokens = usage.map(|usage| usage.output_tokens),
-        "request"
-    );
+    let status = response.status();
+    // Probes and scrapes arrive every few seconds from every kubelet and Prometheus: their
+    // successful lines are debug, so they do not drown the turns (a failing one stays info).
+    let routine = status.is_success() && is_probe_or_scrape(&path);
+    macro_rules! request_line {
+        ($level:expr) => {
+            tracing::event!(
+                target: "arshai::request",
+                $level,
+                request_id = %id.0,
+                method = %method,
+                path = %path,
+                status = status.as_u16(),
+                duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+                agent = turn.map(|turn| turn.agent.as_str()),
+                input_tokens = usage.map(|usage| usage.input_tokens),
+                output_tokens = usage.map(|usage| usage.output_tokens),
+                "request"
+            )
+        };
+    }
+    if routine {
+        request_line!(tracing::Level::DEBUG);
+    } else {
+        request_line!(tracing::Level::INFO);
+    }
     response
+}
+
+/// Whether `path` is a health probe or a metrics scrape.
+fn is_probe_or_scrape(path: &str) -> bool {
+    matches!(
+        path,
+        "/health" | "/health/live" | "/health/ready" | "/metrics"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probes_and_scrapes_are_routine_and_turns_are_not() {
+        for path in ["/health", "/health/live", "/health/ready", "/metrics"] {
+            assert!(is_probe_or_scrape(path), "{path}");
+        }
+        for path in [
+            "/v1/agents/assistant/messages",
+            "/v1/chat/completions",
+            "/healthz",
+        ] {
+            assert!(!is_probe_or_scrape(path), "{path}");
+        }
+    }
 
     #[test]
     fn client_ids_are_kept_only_when_well_formed() {
