@@ -43,8 +43,8 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let ignored = IgnoredEnvironment::read();
     if !ignored.is_empty() {
         tracing::warn!(
-            ignored = ?ignored.prefixed,
-            service_links = ?ignored.service_links,
+            ignored = %ignored.prefixed.join(", "),
+            service_links = %ignored.service_links.join(", "),
             "ignoring environment variables that are not settings: settings are \
              ARSHAI_<SECTION>__<KEY> and the plain names of docs/settings.md, and a plain name \
              holding a service link (tcp://…) is not a setting value"
