@@ -33,7 +33,10 @@ pub mod routes;
 mod server;
 pub mod shutdown;
 pub mod state;
+pub mod telemetry;
+pub mod traced_memory;
 pub mod turn_guard;
+pub mod usage_tally;
 
 use std::time::Duration;
 

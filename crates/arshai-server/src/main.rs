@@ -6,6 +6,7 @@ use anyhow::Context;
 use arshai::Settings;
 use arshai::settings::environment::IgnoredEnvironment;
 use arshai_server::cli::{Cli, Command, ServeArgs};
+use arshai_server::telemetry::Traces;
 use arshai_server::{AppState, auth, bench, logging, probe, serve, shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -39,7 +40,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
-    logging::init(settings.logging.format);
+    let traces = Traces::start(tokio::runtime::Handle::current())?;
+    logging::init(settings.logging.format, traces.as_ref());
     let ignored = IgnoredEnvironment::read();
     if !ignored.is_empty() {
         tracing::warn!(
@@ -71,6 +73,10 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         "arshai is serving"
     );
     serve(listener, state, stop).await?;
+    if let Some(traces) = traces {
+        // Flushing blocks until the last batch is sent (on this runtime): off its threads.
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
