@@ -20,6 +20,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test a running server.
     Bench(crate::bench::BenchArgs),
+    /// Check a running server's readiness once (for container health checks): exit 0 when
+    /// it answers 2xx, 1 otherwise.
+    Probe(crate::probe::ProbeArgs),
     /// Print the SHA-256 of an API key read from standard input, for `[[auth.keys]] sha256`.
     HashKey,
 }

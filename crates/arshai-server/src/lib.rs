@@ -26,13 +26,17 @@ pub mod error;
 pub mod idempotency;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod readiness;
 pub mod request_id;
 pub mod routes;
 mod server;
 pub mod shutdown;
 pub mod state;
+pub mod telemetry;
+pub mod traced_memory;
 pub mod turn_guard;
+pub mod usage_tally;
 
 use std::time::Duration;
 

@@ -3,7 +3,13 @@
 use std::io::IsTerminal;
 
 use arshai::settings::LogFormat;
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+use crate::telemetry::Traces;
 
 /// The environment variable that overrides `logging.format` (`json`, `pretty`, `auto`).
 pub const FORMAT_VARIABLE: &str = "ARSHAI_LOG_FORMAT";
@@ -24,17 +30,30 @@ pub fn effective_format(configured: LogFormat) -> LogFormat {
     }
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (`info` when unset or invalid).
-pub fn init(configured: LogFormat) {
+/// Installs the global subscriber. `RUST_LOG` filters the log lines (`info` when unset or
+/// invalid); with `traces`, arshai's own spans (info and above) are exported too, whatever
+/// `RUST_LOG` says.
+pub fn init(configured: LogFormat, traces: Option<&Traces>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let spans = Targets::new()
+        .with_target("arshai", Level::INFO)
+        .with_target("arshai_server", Level::INFO);
+    let registry =
+        tracing_subscriber::registry().with(traces.map(|traces| traces.layer().with_filter(spans)));
     let installed = match effective_format(configured) {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_filter(filter),
+            )
             .try_init(),
-        _ => builder.try_init(),
+        _ => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(filter))
+            .try_init(),
     };
     if let Err(error) = installed {
         eprintln!("logging was already initialised: {error}");

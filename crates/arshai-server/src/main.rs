@@ -4,8 +4,10 @@ use std::io::Read;
 
 use anyhow::Context;
 use arshai::Settings;
+use arshai::settings::environment::IgnoredEnvironment;
 use arshai_server::cli::{Cli, Command, ServeArgs};
-use arshai_server::{AppState, auth, bench, logging, serve, shutdown};
+use arshai_server::telemetry::Traces;
+use arshai_server::{AppState, auth, bench, logging, probe, serve, shutdown};
 use clap::Parser;
 use tokio::net::TcpListener;
 
@@ -18,6 +20,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(run_server(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Probe(args) => match runtime.block_on(probe::run(&args)) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                eprintln!("arshai probe: {error}");
+                std::process::exit(1);
+            }
+        },
         Command::HashKey => {
             let mut key = String::new();
             std::io::stdin()
@@ -31,7 +40,18 @@ fn main() -> anyhow::Result<()> {
 
 async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
-    logging::init(settings.logging.format);
+    let traces = Traces::start(tokio::runtime::Handle::current())?;
+    logging::init(settings.logging.format, traces.as_ref());
+    let ignored = IgnoredEnvironment::read();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            ignored = %ignored.prefixed.join(", "),
+            service_links = %ignored.service_links.join(", "),
+            "ignoring environment variables that are not settings: settings are \
+             ARSHAI_<SECTION>__<KEY> and the plain names of docs/settings.md, and a plain name \
+             holding a service link (tcp://…) is not a setting value"
+        );
+    }
     if let Some(host) = args.host {
         settings.server.host = host;
     }
@@ -53,6 +73,10 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
         "arshai is serving"
     );
     serve(listener, state, stop).await?;
+    if let Some(traces) = traces {
+        // Flushing blocks until the last batch is sent (on this runtime): off its threads.
+        tokio::task::spawn_blocking(move || traces.shutdown()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

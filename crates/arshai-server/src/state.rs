@@ -10,6 +10,7 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
+use crate::traced_memory::TracedMemory;
 
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
@@ -18,7 +19,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The agents, by name.
     pub agents: Arc<AgentRegistry>,
-    /// The conversation memory every agent shares (measured).
+    /// The conversation memory every agent shares (measured and traced).
     pub memory: Arc<dyn MemoryStore>,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
@@ -49,7 +50,10 @@ impl AppState {
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let auth = ApiKeys::load(&settings.auth)?;
-        let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
+        let memory = TracedMemory::wrap(MeteredMemory::wrap(
+            open_store(&settings.memory).await?,
+            Arc::clone(&metrics),
+        ));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
         let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
         let agents =

@@ -12,6 +12,7 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
+use tracing::Instrument;
 
 use crate::admission::TurnPermit;
 use crate::metrics::{AgentTypeLabels, Metrics, TurnLabels};
@@ -21,6 +22,9 @@ use crate::{ApiError, AppState};
 /// Observes the turn's metrics when the response body is finished or dropped.
 struct TurnGuard {
     _permit: TurnPermit,
+    /// The turn's span (`invoke_agent`): it ends with the body, so a stream's span covers
+    /// the whole stream.
+    _span: tracing::Span,
     metrics: Arc<Metrics>,
     labels: TurnLabels,
     start: Instant,
@@ -92,7 +96,27 @@ pub async fn admit(
         let (_, name) = params.iter().find(|(key, _)| *key == "agent")?;
         state.agents.get(name).map(|agent| agent.agent_type())
     });
-    let response = next.run(request).await;
+    let span = tracing::info_span!(
+        target: "arshai::turn",
+        "invoke_agent",
+        otel.name = "invoke_agent",
+        otel.kind = "internal",
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    if let Some(turn) = response.extensions().get::<TurnRecord>() {
+        span.record("gen_ai.agent.name", turn.agent.as_str());
+        if let Some(usage) = turn.usage {
+            let int = |tokens: u64| i64::try_from(tokens).unwrap_or(i64::MAX);
+            span.record("gen_ai.usage.input_tokens", int(usage.input_tokens));
+            span.record("gen_ai.usage.output_tokens", int(usage.output_tokens));
+        }
+    }
+    span.record("http.response.status_code", response.status().as_u16());
     let agent_type = response
         .extensions()
         .get::<TurnRecord>()
@@ -101,6 +125,7 @@ pub async fn admit(
         .unwrap_or("unknown");
     let guard = TurnGuard {
         _permit: permit,
+        _span: span,
         metrics: Arc::clone(&state.metrics),
         labels: TurnLabels {
             agent_type,

@@ -43,6 +43,7 @@ async fn chunks(server: &TestServer, body: Value) -> Vec<ChatCompletionChunk> {
     let response = complete(server, body, None).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
     let parsed = parse_strict(&response.bytes().await.unwrap());
     let (done, frames) = parsed.frames.split_last().expect("frames");
     assert_eq!(done.data, "[DONE]");

@@ -177,3 +177,219 @@ async fn any_instance_serves_any_conversation_behind_nginx() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// Starts one instance of the fleet on `port`, draining within 5 s on SIGTERM.
+fn spawn_instance(
+    port: u16,
+    redis: &RedisServer,
+    upstream: &FakeUpstream,
+) -> anyhow::Result<Child> {
+    Command::new(env!("CARGO_BIN_EXE_arshai"))
+        .args(["serve", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .env("REDIS_URL", redis.url())
+        .env("OPENAI_BASE_URL", upstream.base_url())
+        .env("OPENAI_API_KEY", "sk-fleet")
+        .env("ARSHAI_SHUTDOWN__GRACE_SECONDS", "5")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn arshai")
+}
+
+/// A base port whose next `count` ports, and one more for nginx, are free now.
+fn free_port_block(count: u16) -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let base = 20_000 + fastrand_port();
+        let free =
+            (1..=count + 1).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return Ok(base);
+        }
+    }
+    bail!("no block of {count} free ports")
+}
+
+/// A pseudo-random offset below 20 000, from the clock (no extra dependency).
+fn fastrand_port() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (nanos % 20_000) as u16
+}
+
+/// scripts/fleet's own nginx configuration, for instances on `base + 1..=base + count` and
+/// nginx on `listen`; single-process, so that killing it on drop leaves no worker behind.
+async fn fleet_nginx_config(
+    dir: &Path,
+    base: u16,
+    count: u16,
+    listen: u16,
+) -> anyhow::Result<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/fleet");
+    let output = Command::new("bash")
+        .args([script, "--print-nginx-config", &count.to_string()])
+        .env("FLEET_BASE_PORT", base.to_string())
+        .env("FLEET_PORT", listen.to_string())
+        .env("FLEET_RUN_DIR", dir)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        output.status.success(),
+        "scripts/fleet --print-nginx-config failed"
+    );
+    Ok(format!(
+        "master_process off;\n{}",
+        String::from_utf8(output.stdout)?
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_the_fleet_nginx_fails_no_request() -> anyhow::Result<()> {
+    let mut redis = RedisServer::start().await?;
+    // 30 ms per answer, so that turns are in flight whenever an instance is stopped.
+    let upstream = FakeUpstream::start_with(arshai_testkit::UpstreamOptions {
+        latency: Duration::from_millis(30),
+        port: 0,
+        record: false,
+    })
+    .await?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    let count: u16 = 3;
+    let base = free_port_block(count + 1)?;
+    let listen = base + count + 1;
+    let mut children = Vec::new();
+    for i in 1..=count {
+        let mut child = spawn_instance(base + i, &redis, &upstream)?;
+        wait_until_up(
+            &http,
+            &format!("http://127.0.0.1:{}/health/ready", base + i),
+            &mut child,
+        )
+        .await?;
+        children.push(child);
+    }
+    let config = dir.path().join("nginx.conf");
+    std::fs::write(
+        &config,
+        fleet_nginx_config(dir.path(), base, count, listen).await?,
+    )?;
+    let mut nginx = Command::new("nginx")
+        .args(["-e", "stderr", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn nginx (scripts/test installs it)")?;
+    let front = format!("http://127.0.0.1:{listen}");
+    wait_until_up(&http, &format!("{front}/health"), &mut nginx).await?;
+
+    // nginx keeps a client's request id (and makes one when there is none).
+    let response = http
+        .get(format!("{front}/health"))
+        .header("x-request-id", "client-chosen-id")
+        .send()
+        .await?;
+    assert_eq!(response.headers()["x-request-id"], "client-chosen-id");
+    let response = http.get(format!("{front}/health")).send().await?;
+    assert_eq!(
+        response.headers()["x-request-id"].len(),
+        32,
+        "nginx's $request_id"
+    );
+
+    // Modest, bounded load: 4 clients, each one turn at a time, at most 400 turns each.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            let (http, stop, url) = (http.clone(), stop.clone(), format!("{front}/v1/agents/assistant/messages"));
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                for turn in 0..400 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = json!({"conversation_id": format!("rolling-{worker}"), "message": format!("turn {turn}")});
+                    match http.post(&url).json(&body).send().await {
+                        Ok(response) if response.status() == 200 => ok += 1,
+                        Ok(response) => {
+                            let status = response.status();
+                            failed.push(format!("{status}: {}", response.text().await.unwrap_or_default()));
+                        }
+                        Err(error) => failed.push(error.to_string()),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    // Each instance in turn: SIGTERM, drained exit, restart, ready again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (index, child) in children.iter_mut().enumerate() {
+        let port = base + 1 + index as u16;
+        let pid = child.id().context("pid")?;
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()?;
+        anyhow::ensure!(killed.success(), "kill -TERM {pid}");
+        let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+            .await
+            .context("an instance did not drain within 15 s")??;
+        anyhow::ensure!(status.success(), "instance on {port} drained with {status}");
+        *child = spawn_instance(port, &redis, &upstream)?;
+        wait_until_up(
+            &http,
+            &format!("http://127.0.0.1:{port}/health/ready"),
+            child,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for worker in workers {
+        let (worker_ok, worker_failed) = tokio::time::timeout(Duration::from_secs(60), worker)
+            .await
+            .context("a client did not finish")??;
+        ok += worker_ok;
+        failed.extend(worker_failed);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok >= 40, "the load ran through the restarts: {ok} turns");
+
+    // While Redis restarts, the instances' own 503s reach the client (nginx does not mark
+    // every instance failed and answer its own 502s), and turns work again at once after.
+    let turn_url = format!("{front}/v1/agents/assistant/messages");
+    let turn = || {
+        http.post(&turn_url)
+            .json(&json!({"conversation_id": "redis-restart", "message": "hi"}))
+            .send()
+    };
+    redis.kill().await?;
+    for _ in 0..3 {
+        let response = turn().await?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .context("arshai's JSON error, not nginx's page")?;
+        assert_eq!(status, 503, "{body}");
+        assert!(body["error"]["type"].is_string(), "{body}");
+    }
+    redis.restart().await?;
+    let response = turn().await?;
+    assert_eq!(response.status(), 200, "served at once after Redis is back");
+    Ok(())
+}

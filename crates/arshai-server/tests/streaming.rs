@@ -67,6 +67,10 @@ async fn a_streamed_turn_equals_the_same_turn_non_streamed() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(headers["content-type"], "text/event-stream");
+    assert_eq!(
+        headers["x-accel-buffering"], "no",
+        "nginx must not buffer a stream"
+    );
     assert_eq!(headers["x-conversation-id"], "streamed");
     let kinds = names(&parsed.frames);
     assert!(kinds.len() > 2, "several deltas and a done: {kinds:?}");

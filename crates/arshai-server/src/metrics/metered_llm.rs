@@ -8,6 +8,7 @@ use arshai::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent, U
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use tracing::Instrument;
 
 use super::{Metrics, TokenLabels, UpstreamClassLabels, UpstreamLabels};
 
@@ -45,8 +46,41 @@ impl MeteredLlm {
     }
 }
 
-/// Adds a call's tokens to `arshai_tokens_used_total`.
+/// The provider call's span, with the GenAI semantic conventions' attributes; usage and
+/// the error class are recorded when known.
+fn call_span(labels: &UpstreamLabels, stream: bool) -> tracing::Span {
+    tracing::info_span!(
+        target: "arshai::llm",
+        "chat",
+        otel.name = %format!("chat {}", labels.model),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = labels.provider,
+        gen_ai.request.model = %labels.model,
+        gen_ai.request.stream = stream,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// Token counts as OpenTelemetry integers (a `u64` field would be exported as text).
+fn record_usage(span: &tracing::Span, usage: &Usage) {
+    let int = |tokens: u64| i64::try_from(tokens).unwrap_or(i64::MAX);
+    span.record("gen_ai.usage.input_tokens", int(usage.input_tokens));
+    span.record("gen_ai.usage.output_tokens", int(usage.output_tokens));
+}
+
+fn record_error(span: &tracing::Span, error: &LlmError) {
+    span.record("error.type", error.class());
+    span.record("otel.status_code", "ERROR");
+}
+
+/// Adds a call's tokens to `arshai_tokens_used_total` and to the request's log line.
 fn count_tokens(metrics: &Metrics, model: &str, usage: &Usage) {
+    crate::usage_tally::UsageTally::add(usage);
     for (kind, tokens) in [
         ("input", usage.input_tokens),
         ("output", usage.output_tokens),
@@ -89,15 +123,23 @@ impl LlmClient for MeteredLlm {
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let labels = self.labels(request);
+        let span = call_span(&labels, false);
         let start = Instant::now();
-        let result = self.inner.chat(request).await;
+        let result = self.inner.chat(request).instrument(span.clone()).await;
         self.metrics
             .upstream_duration
             .get_or_create(&labels)
             .observe(start.elapsed().as_secs_f64());
         match &result {
-            Ok(response) => count_tokens(&self.metrics, &labels.model, &response.usage),
-            Err(error) => self.error(error),
+            Ok(response) => {
+                count_tokens(&self.metrics, &labels.model, &response.usage);
+                record_usage(&span, &response.usage);
+                span.record("gen_ai.response.model", response.model.as_str());
+            }
+            Err(error) => {
+                self.error(error);
+                record_error(&span, error);
+            }
         }
         result
     }
@@ -107,32 +149,43 @@ impl LlmClient for MeteredLlm {
         request: &'a ChatRequest,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
         let labels = self.labels(request);
+        let span = call_span(&labels, true);
+        let recorder = span.clone();
         let timer = StreamTimer {
             metrics: Arc::clone(&self.metrics),
             labels: labels.clone(),
             start: Instant::now(),
         };
         let mut first_token = true;
-        self.inner
-            .stream(request)
-            .map(move |event| {
-                match &event {
-                    Ok(StreamEvent::TextDelta(_) | StreamEvent::ToolCall(_)) if first_token => {
-                        first_token = false;
-                        timer
-                            .metrics
-                            .upstream_ttft
-                            .get_or_create(&timer.labels)
-                            .observe(timer.start.elapsed().as_secs_f64());
-                    }
-                    Ok(StreamEvent::Usage(usage)) => {
-                        count_tokens(&timer.metrics, &timer.labels.model, usage);
-                    }
-                    Err(error) => self.error(error),
-                    Ok(_) => {}
+        // The provider stream is polled inside the span, so its HTTP request (built on the
+        // first poll) carries this span's `traceparent`; the span ends with the stream.
+        let mut inner = self.inner.stream(request);
+        futures::stream::poll_fn(move |cx| {
+            let _entered = span.enter();
+            inner.poll_next_unpin(cx)
+        })
+        .map(move |event| {
+            match &event {
+                Ok(StreamEvent::TextDelta(_) | StreamEvent::ToolCall(_)) if first_token => {
+                    first_token = false;
+                    timer
+                        .metrics
+                        .upstream_ttft
+                        .get_or_create(&timer.labels)
+                        .observe(timer.start.elapsed().as_secs_f64());
                 }
-                event
-            })
-            .boxed()
+                Ok(StreamEvent::Usage(usage)) => {
+                    count_tokens(&timer.metrics, &timer.labels.model, usage);
+                    record_usage(&recorder, usage);
+                }
+                Err(error) => {
+                    self.error(error);
+                    record_error(&recorder, error);
+                }
+                Ok(_) => {}
+            }
+            event
+        })
+        .boxed()
     }
 }

@@ -132,6 +132,13 @@ pub struct MemoryErrorLabels {
     pub class: &'static str,
 }
 
+/// Labels of `arshai_build_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// The crate version (`CARGO_PKG_VERSION`).
+    pub version: &'static str,
+}
+
 /// Labels of an admission refusal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RejectionLabels {
@@ -188,6 +195,8 @@ pub struct Metrics {
     pub connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `arshai_connections_total`: client connections accepted.
     pub connections: Counter<u64, AtomicU64>,
+    /// `arshai_build_info{version}`: always 1; counts replicas and versions in a rollout.
+    pub build_info: Family<BuildLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -223,6 +232,7 @@ impl Metrics {
             lease_handoff: Histogram::new(LEASE_BUCKETS),
             connections_open: Gauge::default(),
             connections: Counter::default(),
+            build_info: Family::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder; other names are registered whole.
@@ -332,6 +342,17 @@ impl Metrics {
             "Client connections accepted",
             metrics.connections.clone(),
         );
+        registry.register(
+            "arshai_build_info",
+            "1, labelled with the version of the running arshai build",
+            metrics.build_info.clone(),
+        );
+        metrics
+            .build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
         registry.register_collector(Box::new(process::ProcessCollector));
         // Refusal series exist from the start, so that `rate()` alerts see zeros, not gaps.
         for reason in ["queue_full", "queue_timeout", "draining"] {

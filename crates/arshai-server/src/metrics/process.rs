@@ -10,7 +10,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 const USER_HZ: f64 = 100.0;
 
 /// Reports `process_cpu_seconds_total`, `process_resident_memory_bytes`,
-/// `process_virtual_memory_bytes`, `process_open_fds` and `process_threads`, named as the
+/// `process_virtual_memory_bytes`, `process_open_fds`, `process_threads` and
+/// `process_start_time_seconds`, named as the
 /// official Prometheus clients name them so that existing dashboards work.
 #[derive(Debug, Default)]
 pub(crate) struct ProcessCollector;
@@ -28,6 +29,8 @@ pub struct ProcessStats {
     pub threads: u64,
     /// Open file descriptors.
     pub open_fds: u64,
+    /// When the process started, in seconds since the Unix epoch.
+    pub start_time_seconds: f64,
 }
 
 impl ProcessStats {
@@ -41,6 +44,16 @@ impl ProcessStats {
         let utime: f64 = fields.get(11)?.parse().ok()?;
         let stime: f64 = fields.get(12)?.parse().ok()?;
         let threads: u64 = fields.get(17)?.parse().ok()?;
+        // Field 22: start time in clock ticks after boot; `btime` in /proc/stat is the boot
+        // time in seconds since the epoch.
+        let start_ticks: f64 = fields.get(19)?.parse().ok()?;
+        let boot_time: f64 = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
         let kib = |key: &str| -> Option<u64> {
             status
@@ -61,6 +74,7 @@ impl ProcessStats {
             virtual_bytes: kib("VmSize:")?,
             threads,
             open_fds,
+            start_time_seconds: boot_time + start_ticks / USER_HZ,
         })
     }
 }
@@ -98,6 +112,13 @@ impl Collector for ProcessCollector {
             let gauge = ConstGauge::new(value as i64);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        let start = ConstGauge::new(stats.start_time_seconds);
+        start.encode(encoder.encode_descriptor(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            None,
+            start.metric_type(),
+        )?)?;
         Ok(())
     }
 }
@@ -112,5 +133,14 @@ mod tests {
         assert!(stats.resident_bytes > 0);
         assert!(stats.threads >= 1);
         assert!(stats.open_fds >= 1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        assert!(
+            stats.start_time_seconds > now - 86_400.0 && stats.start_time_seconds <= now + 1.0,
+            "a test process started within the last day: {} vs now {now}",
+            stats.start_time_seconds
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use arshai::agent::{AgentError, AgentEvent, AgentEventStream};
 use arshai::settings::Settings;
+use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
@@ -96,16 +97,25 @@ pub async fn start(
     Ok(first.chain(rest).boxed())
 }
 
-/// An SSE response over `frames`, with keep-alive comments every `bounds.keep_alive`.
+/// An SSE response over `frames`, with keep-alive comments every `bounds.keep_alive`, and
+/// `X-Accel-Buffering: no` so that nginx (and ingress-nginx) pass each event on at once
+/// even where `proxy_buffering` is on.
 pub fn response<S>(frames: S, bounds: &StreamBounds) -> Response
 where
     S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
 {
-    Sse::new(frames)
+    let mut response = Sse::new(frames)
         .keep_alive(
             KeepAlive::new()
                 .interval(bounds.keep_alive)
                 .text("keep-alive"),
         )
-        .into_response()
+        .into_response();
+    response
+        .headers_mut()
+        .insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+    response
 }
+
+/// The header nginx reads to turn response buffering off for one response.
+const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");

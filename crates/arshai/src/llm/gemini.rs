@@ -98,7 +98,7 @@ impl GeminiClient {
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
-        builder
+        super::propagation::propagate(builder)
     }
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {

@@ -22,6 +22,7 @@ mod limiter;
 pub mod openai;
 pub mod openai_stream;
 pub mod openrouter;
+mod propagation;
 mod retry;
 pub mod sse;
 mod status;
@@ -38,6 +39,7 @@ pub use factory::ClientFactory;
 pub use fallback::FallbackClient;
 pub use http_pool::{HttpPoolSettings, build_http_client};
 pub use limiter::{CallLimiter, LimitedClient, Slots, host_of};
+pub use propagation::{HeaderPropagator, set_propagator};
 pub use retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
 
 #[cfg(feature = "local-model")]

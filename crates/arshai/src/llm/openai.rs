@@ -97,7 +97,7 @@ impl OpenAiClient {
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
-        builder
+        super::propagation::propagate(builder)
     }
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {

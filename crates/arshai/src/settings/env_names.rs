@@ -1,4 +1,11 @@
 //! Every environment variable the settings loader reads, in one place.
+//!
+//! The environment of a process on a platform holds much more than its settings:
+//! Kubernetes injects `<SERVICE>_SERVICE_HOST`, `<SERVICE>_PORT=tcp://…` and friends for
+//! every Service in the namespace (a Service named `arshai` yields `ARSHAI_SERVICE_PORT`, one
+//! named `redis` yields `REDIS_PORT`), and tools add their own `ARSHAI_*` variables. So only
+//! two shapes are settings: `ARSHAI_<SECTION>__<KEY>` (a double underscore after the prefix)
+//! and the plain names of [`PLAIN`]. See [`crate::settings::environment`] for the rule.
 
 /// Prefix of the structured variables: `ARSHAI_<SECTION>__<KEY>`, e.g.
 /// `ARSHAI_MEMORY__TTL_SECONDS`.
@@ -7,8 +14,13 @@ pub const PREFIX: &str = "ARSHAI_";
 /// Separator between section and key in structured variables.
 pub const SEPARATOR: &str = "__";
 
-/// Variables under [`PREFIX`] that are not settings keys (read by the binary itself).
-pub const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_FORMAT"];
+/// Variables under [`PREFIX`] that the `arshai` binary reads itself (not settings keys):
+/// they are neither loaded as settings nor warned about.
+pub const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_FORMAT", "BENCH_API_KEY"];
+
+/// Schemes of the service-link variables Kubernetes injects (`REDIS_PORT=tcp://10.0.0.1:6379`).
+/// A plain name whose value starts with one of them is a service link, not a setting.
+pub const SERVICE_LINK_SCHEMES: &[&str] = &["tcp://", "udp://", "sctp://"];
 
 /// Conventional plain names, each mapped to the settings key it sets. The structured
 /// `ARSHAI_…` form of the same key wins when both are set.

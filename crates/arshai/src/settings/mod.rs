@@ -5,8 +5,14 @@
 //! (`REDIS_URL`, `OPENAI_API_KEY`, `OPENAI_BASE_URL`, …; see [`env_names::PLAIN`]). Names
 //! follow Arshai's scaling guide where it has one (`memory_provider`, `ttl_seconds`,
 //! `max_conversations`, `redis_max_connections`, …). `docs/settings.md` documents each key.
+//!
+//! Other variables are left alone: only `ARSHAI_<SECTION>__<KEY>` names and the plain names
+//! are read, and a plain name holding a Kubernetes service link (`REDIS_PORT=tcp://…`) is
+//! skipped ([`environment`] has the rule; [`environment::IgnoredEnvironment`] lists what was
+//! skipped, for the binary's warning).
 
 pub mod env_names;
+pub mod environment;
 mod operations;
 
 pub use operations::{
@@ -363,12 +369,18 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(path));
         }
         for (name, key) in env_names::PLAIN {
+            // A Service named `redis` makes Kubernetes inject `REDIS_PORT=tcp://…`.
+            if std::env::var(name).is_ok_and(|value| environment::is_service_link(&value)) {
+                continue;
+            }
             let key = *key;
             figment = figment.merge(Env::raw().only(&[name]).map(move |_| key.into()));
         }
+        // Only `ARSHAI_<SECTION>__<KEY>`: `ARSHAI_SERVICE_PORT` (a Service named `arshai`)
+        // and the binary's own variables are not settings.
         figment = figment.merge(
             Env::prefixed(env_names::PREFIX)
-                .ignore(env_names::NOT_SETTINGS)
+                .filter(|rest| environment::is_structured(rest.as_str()))
                 .split(env_names::SEPARATOR),
         );
         let settings: Settings = figment.extract().map_err(Box::new)?;

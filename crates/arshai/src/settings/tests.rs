@@ -207,3 +207,97 @@ fn provider_env_names_reach_their_sections() {
         Ok(())
     });
 }
+
+#[test]
+fn kubernetes_service_links_under_the_prefix_are_ignored() {
+    Jail::expect_with(|jail| {
+        // What a Service named `arshai` injects into every pod of its namespace.
+        jail.set_env("ARSHAI_SERVICE_HOST", "10.0.0.9");
+        jail.set_env("ARSHAI_SERVICE_PORT", "80");
+        jail.set_env("ARSHAI_SERVICE_PORT_HTTP", "80");
+        jail.set_env("ARSHAI_PORT", "tcp://10.0.0.9:80");
+        jail.set_env("ARSHAI_PORT_80_TCP", "tcp://10.0.0.9:80");
+        jail.set_env("ARSHAI_PORT_80_TCP_PROTO", "tcp");
+        jail.set_env("ARSHAI_PORT_80_TCP_ADDR", "10.0.0.9");
+        // The binary's own variables and a tool's.
+        jail.set_env("ARSHAI_BENCH_API_KEY", "k");
+        jail.set_env("ARSHAI_CONFIG", "/nowhere.toml");
+        jail.set_env("ARSHAI_SOMETHING_ELSE", "x");
+        jail.set_env("ARSHAI_MEMORY__TTL_SECONDS", "77");
+        let settings = load_in(jail, None).expect("a platform's variables do not stop startup");
+        assert_eq!(
+            settings.memory.ttl_seconds, 77,
+            "structured names still apply"
+        );
+        assert_eq!(settings.server.port, 8000);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_redis_service_link_is_not_a_redis_port() {
+    Jail::expect_with(|jail| {
+        // A Service named `redis`.
+        jail.set_env("REDIS_PORT", "tcp://10.0.0.1:6379");
+        jail.set_env("REDIS_SERVICE_HOST", "10.0.0.1");
+        jail.set_env("REDIS_SERVICE_PORT", "6379");
+        jail.set_env("REDIS_PORT_6379_TCP", "tcp://10.0.0.1:6379");
+        let settings = load_in(jail, None).expect("a service link does not stop startup");
+        assert_eq!(settings.memory.redis_port, 6379, "the default is kept");
+
+        // A real plain value still applies, and a bad one is still an error.
+        jail.set_env("REDIS_PORT", "6380");
+        assert_eq!(load_in(jail, None).expect("loads").memory.redis_port, 6380);
+        jail.set_env("REDIS_PORT", "not-a-port");
+        let error = load_in(jail, None)
+            .expect_err("bad plain value")
+            .to_string();
+        assert!(error.contains("not-a-port"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_misspelt_structured_name_is_still_an_error() {
+    Jail::expect_with(|jail| {
+        jail.set_env("ARSHAI_MEMORY__TTL_SECOND", "5");
+        let error = load_in(jail, None).expect_err("unknown key").to_string();
+        assert!(error.to_lowercase().contains("ttl_second"), "{error}");
+        Ok(())
+    });
+    Jail::expect_with(|jail| {
+        jail.set_env("ARSHAI_MEMROY__TTL_SECONDS", "5");
+        let error = load_in(jail, None)
+            .expect_err("unknown section")
+            .to_string();
+        assert!(error.to_lowercase().contains("memroy"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
+fn ignored_variables_are_listed_by_name_only() {
+    use super::environment::{IgnoredEnvironment, Role, classify};
+    let ignored = IgnoredEnvironment::from_vars([
+        ("ARSHAI_SERVICE_PORT", "80"),
+        ("ARSHAI_PORT", "tcp://10.0.0.9:80"),
+        ("ARSHAI_CONFIG", "/etc/arshai/arshai.toml"),
+        ("ARSHAI_LOG_FORMAT", "json"),
+        ("ARSHAI_BENCH_API_KEY", "secret"),
+        ("ARSHAI_MEMORY__TTL_SECONDS", "60"),
+        ("REDIS_PORT", "tcp://10.0.0.1:6379"),
+        ("REDIS_URL", "redis://redis:6379"),
+        ("PATH", "/usr/bin"),
+    ]);
+    assert_eq!(ignored.prefixed, ["ARSHAI_PORT", "ARSHAI_SERVICE_PORT"]);
+    assert_eq!(ignored.service_links, ["REDIS_PORT"]);
+    assert!(!ignored.is_empty());
+    assert!(IgnoredEnvironment::from_vars([("HOME", "/root")]).is_empty());
+    assert_eq!(classify("ARSHAI___X", "1"), Role::IgnoredPrefixed);
+    assert_eq!(classify("ARSHAI_MEMORY__", "1"), Role::IgnoredPrefixed);
+    assert_eq!(classify("ARSHAI_CONFIG", "f"), Role::Binary);
+    assert_eq!(
+        classify("OPENAI_API_KEY", "sk"),
+        Role::Plain("providers.openai.api_key")
+    );
+}
