@@ -582,7 +582,48 @@ async fn a_waiting_turn_is_woken_by_the_release(backend: Backend) -> anyhow::Res
     Ok(())
 }
 
+/// A commit sent again with the same write id (its reply was lost) is applied once, even
+/// though the first attempt already released the lease.
+async fn a_retried_commit_is_applied_once(backend: Backend) -> anyhow::Result<()> {
+    let env = Env::open(backend, |_| {}).await?;
+    let k = key("t", "retried");
+    let begin = BeginTurn {
+        owner: "owner",
+        ttl: LONG_LEASE,
+        wait: LONG_LEASE,
+        idempotency: None,
+    };
+    assert!(matches!(
+        env.store.begin_turn(&k, &begin).await?,
+        Begun::Acquired(_)
+    ));
+    let messages = [Message::user("once"), Message::assistant("only once")];
+    let commit = CommitTurn {
+        owner: "owner",
+        expected_version: Some(0),
+        write_id: "write-1",
+        messages: &messages,
+        receipt: None,
+    };
+    let first = env.store.commit_turn(&k, &commit).await?;
+    let again = env.store.commit_turn(&k, &commit).await?;
+    assert_eq!(again, first, "the retry answers with the applied version");
+    let stored = env.store.load(&k).await?.context("stored")?;
+    assert_eq!(texts(&stored.messages), ["once", "only once"]);
+    // A different write by the same (former) owner is fenced.
+    let late = CommitTurn {
+        write_id: "write-2",
+        ..commit
+    };
+    ensure!(matches!(
+        env.store.commit_turn(&k, &late).await,
+        Err(MemoryError::LeaseLost)
+    ));
+    Ok(())
+}
+
 every_backend!(
+    a_retried_commit_is_applied_once,
     cancelled_before_the_begin_is_sent,
     cancelled_after_the_begin_was_applied,
     cancelled_during_the_llm_call,

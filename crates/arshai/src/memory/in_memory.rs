@@ -50,6 +50,8 @@ impl Default for InMemoryStoreConfig {
 struct Entry {
     conversation: Conversation,
     receipts: VecDeque<(String, Receipt)>,
+    /// The last two commits' write ids and versions (a retried commit is applied once).
+    commits: VecDeque<(String, u64)>,
 }
 
 type Slot = Arc<Mutex<Entry>>;
@@ -403,6 +405,14 @@ impl MemoryStore for InMemoryStore {
         key: &ConversationKey,
         commit: &CommitTurn<'_>,
     ) -> Result<u64, MemoryError> {
+        if let Some(slot) = self.existing(&key.tenant).and_then(|c| c.get(&key.id))
+            && let Some((_, version)) = lock(&slot)
+                .commits
+                .iter()
+                .find(|(id, _)| id == commit.write_id)
+        {
+            return Ok(*version);
+        }
         if !self.holds(key, commit.owner) {
             return Err(MemoryError::LeaseLost);
         }
@@ -414,6 +424,14 @@ impl MemoryStore for InMemoryStore {
                 commit.expected_version,
                 max_messages,
             )?;
+            if entry.commits.len() >= 2 {
+                entry.commits.pop_front();
+            }
+            // The version this write gets (the store bumps it after the closure).
+            let version = entry.conversation.version + 1;
+            entry
+                .commits
+                .push_back((commit.write_id.to_owned(), version));
             if let Some((asked, body)) = commit.receipt {
                 entry.receipts.retain(|(key, _)| *key != asked.key);
                 if entry.receipts.len() >= RECEIPTS_KEPT {

@@ -745,18 +745,14 @@ impl MemoryStore for RedisStore {
         let keys = core.layout.conversation(key);
         let ttl = (request.ttl.as_millis().max(1) as u64).to_string();
         let wait = (request.wait.as_millis().max(1) as u64).to_string();
-        let now = now_ms().to_string();
         let idempotency = request.idempotency.map_or("", |k| k.key.as_str());
-        let mut script_keys = vec![
+        let script_keys = [
             keys.hash.as_str(),
             &keys.messages,
             &keys.lease,
             &keys.waiters,
             &keys.receipts,
         ];
-        if core.one_server() {
-            script_keys.extend([keys.tenant_lru.as_str(), &keys.global_lru]);
-        }
         let reply = core
             .script(
                 &core.scripts.begin,
@@ -766,9 +762,6 @@ impl MemoryStore for RedisStore {
                     ttl.as_bytes(),
                     idempotency.as_bytes(),
                     wait.as_bytes(),
-                    now.as_bytes(),
-                    keys.tenant_member.as_bytes(),
-                    keys.global_member.as_bytes(),
                 ],
             )
             .await?;
