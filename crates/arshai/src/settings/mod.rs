@@ -401,6 +401,13 @@ impl Settings {
         if memory.ttl_seconds == 0 {
             return Err(invalid("memory.ttl_seconds", 0, "must be at least 1"));
         }
+        if memory.max_conversations_total == Some(0) {
+            return Err(invalid(
+                "memory.max_conversations_total",
+                0,
+                "must be at least 1 (leave it unset for no global cap)",
+            ));
+        }
         if memory.max_conversations == 0 {
             return Err(invalid("memory.max_conversations", 0, "must be at least 1"));
         }
