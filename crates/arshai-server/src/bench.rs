@@ -158,6 +158,28 @@ async fn worker(
     result
 }
 
+/// Starts one worker per conversation slot, each running until `until`.
+fn spawn_workers(
+    http: &reqwest::Client,
+    args: &Arc<BenchArgs>,
+    until: Instant,
+    done: &Arc<AtomicU64>,
+    failed: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<WorkerResult>> {
+    (0..args.concurrency)
+        .map(|index| {
+            tokio::spawn(worker(
+                http.clone(),
+                Arc::clone(args),
+                index,
+                until,
+                Arc::clone(done),
+                Arc::clone(failed),
+            ))
+        })
+        .collect()
+}
+
 /// Runs the load test and prints the report.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.concurrency > 0, "--concurrency must be at least 1");
@@ -178,19 +200,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.warmup > 0.0 {
         let until = Instant::now() + Duration::from_secs_f64(args.warmup);
         let (done, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let warmers: Vec<_> = (0..args.concurrency)
-            .map(|index| {
-                tokio::spawn(worker(
-                    http.clone(),
-                    Arc::clone(&args),
-                    index,
-                    until,
-                    Arc::clone(&done),
-                    Arc::clone(&failed),
-                ))
-            })
-            .collect();
-        for warmer in warmers {
+        for warmer in spawn_workers(&http, &args, until, &done, &failed) {
             warmer.await.context("a warm-up worker panicked")?;
         }
     }
@@ -200,18 +210,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let until = start + duration;
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|index| {
-            tokio::spawn(worker(
-                http.clone(),
-                Arc::clone(&args),
-                index,
-                until,
-                Arc::clone(&done),
-                Arc::clone(&failed),
-            ))
-        })
-        .collect();
+    let workers = spawn_workers(&http, &args, until, &done, &failed);
 
     let bar = ProgressBar::new(duration.as_millis() as u64);
     bar.set_style(

@@ -51,9 +51,12 @@ enum Moment {
 
 /// A store that, once armed, never answers one call, so the turn awaiting it is dropped
 /// there by its caller's timeout — the way a client disconnect drops a turn on the server.
+/// With `renewals_fail`, every lease renewal fails instead, so a lease runs out mid-turn (a
+/// paused or partitioned instance).
 struct Interrupting {
     inner: Arc<dyn MemoryStore>,
     trap: Mutex<Option<(Call, Moment)>>,
+    renewals_fail: bool,
 }
 
 impl Interrupting {
@@ -61,6 +64,15 @@ impl Interrupting {
         Arc::new(Self {
             inner,
             trap: Mutex::new(Some((call, moment))),
+            renewals_fail: false,
+        })
+    }
+
+    fn without_renewals(inner: Arc<dyn MemoryStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            trap: Mutex::new(None),
+            renewals_fail: true,
         })
     }
 
@@ -157,6 +169,12 @@ impl MemoryStore for Interrupting {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, MemoryError> {
+        if self.renewals_fail {
+            return Err(MemoryError::Unavailable {
+                backend: "test",
+                message: "renewals are cut off".to_owned(),
+            });
+        }
         self.inner.renew_lease(key, owner, ttl).await
     }
     async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError> {
@@ -172,90 +190,6 @@ impl MemoryStore for Interrupting {
     }
     async fn conversation_count(&self) -> Result<u64, MemoryError> {
         self.inner.conversation_count().await
-    }
-}
-
-/// A store whose renewals always fail, so a lease runs out mid-turn (a paused or
-/// partitioned instance).
-struct NoRenewal(Arc<dyn MemoryStore>);
-
-#[async_trait]
-impl MemoryStore for NoRenewal {
-    fn backend(&self) -> &'static str {
-        self.0.backend()
-    }
-    async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, MemoryError> {
-        self.0.load(key).await
-    }
-    async fn append(
-        &self,
-        key: &ConversationKey,
-        messages: &[Message],
-        expected: Option<u64>,
-    ) -> Result<u64, MemoryError> {
-        self.0.append(key, messages, expected).await
-    }
-    async fn set_working_memory(
-        &self,
-        key: &ConversationKey,
-        text: &str,
-    ) -> Result<u64, MemoryError> {
-        self.0.set_working_memory(key, text).await
-    }
-    async fn merge_metadata(
-        &self,
-        key: &ConversationKey,
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<u64, MemoryError> {
-        self.0.merge_metadata(key, metadata).await
-    }
-    async fn delete(&self, key: &ConversationKey) -> Result<bool, MemoryError> {
-        self.0.delete(key).await
-    }
-    async fn list(
-        &self,
-        tenant: &str,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ConversationPage, MemoryError> {
-        self.0.list(tenant, cursor, limit).await
-    }
-    async fn health_check(&self) -> Result<Duration, MemoryError> {
-        self.0.health_check().await
-    }
-    async fn begin_turn(
-        &self,
-        key: &ConversationKey,
-        request: &BeginTurn<'_>,
-    ) -> Result<Begun, MemoryError> {
-        self.0.begin_turn(key, request).await
-    }
-    async fn commit_turn(
-        &self,
-        key: &ConversationKey,
-        commit: &CommitTurn<'_>,
-    ) -> Result<u64, MemoryError> {
-        self.0.commit_turn(key, commit).await
-    }
-    async fn renew_lease(
-        &self,
-        _: &ConversationKey,
-        _: &str,
-        _: Duration,
-    ) -> Result<bool, MemoryError> {
-        Err(MemoryError::Unavailable {
-            backend: "test",
-            message: "renewals are cut off".to_owned(),
-        })
-    }
-    async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError> {
-        self.0.release_lease(key, owner).await
-    }
-    fn lease_wakers(&self) -> &LeaseWakers {
-        self.0.lease_wakers()
-    }
-    async fn conversation_count(&self) -> Result<u64, MemoryError> {
-        self.0.conversation_count().await
     }
 }
 
@@ -462,7 +396,7 @@ async fn a_stale_holder_cannot_commit(backend: Backend) -> anyhow::Result<()> {
         policy: LeasePolicy::Wait,
         max_wait: Duration::from_secs(5),
     };
-    let paused: Arc<dyn MemoryStore> = Arc::new(NoRenewal(env.store.clone()));
+    let paused: Arc<dyn MemoryStore> = Interrupting::without_renewals(env.store.clone());
     let TurnStart::Open(stale) = Turn::begin(paused, k.clone(), short, None).await? else {
         bail!("no idempotency key");
     };
