@@ -34,7 +34,6 @@ mod server;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
-pub mod traced_memory;
 pub mod turn_guard;
 pub mod usage_tally;
 

@@ -10,7 +10,6 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
-use crate::traced_memory::TracedMemory;
 
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
@@ -50,10 +49,7 @@ impl AppState {
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let auth = ApiKeys::load(&settings.auth)?;
-        let memory = TracedMemory::wrap(MeteredMemory::wrap(
-            open_store(&settings.memory).await?,
-            Arc::clone(&metrics),
-        ));
+        let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
         let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
         let agents =

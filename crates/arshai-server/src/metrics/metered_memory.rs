@@ -1,4 +1,5 @@
-//! A [`MemoryStore`] decorator that records each operation's duration and errors.
+//! A [`MemoryStore`] decorator that records each operation's duration and errors, and runs it
+//! in a trace span.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -11,10 +12,11 @@ use arshai::memory::{
     MemoryError, MemoryStore, TurnWait,
 };
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use super::{MemoryErrorLabels, MemoryLabels, Metrics};
 
-/// Wraps a store; every operation is measured.
+/// Wraps a store; every operation is measured (and traced, except health checks and counts).
 pub struct MeteredMemory {
     inner: Arc<dyn MemoryStore>,
     metrics: Arc<Metrics>,
@@ -26,6 +28,33 @@ impl MeteredMemory {
         Arc::new(Self { inner, metrics })
     }
 
+    /// [`Self::measure`], inside a span named after the operation (a no-op without a trace
+    /// exporter). Attributes follow the database semantic conventions.
+    async fn traced<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, MemoryError>>,
+    ) -> Result<T, MemoryError> {
+        let span = tracing::info_span!(
+            target: "arshai::memory",
+            "memory",
+            otel.name = %format!("memory {operation}"),
+            otel.kind = "client",
+            db.system.name = self.inner.backend(),
+            db.operation.name = operation,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.measure(operation, call).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            span.record("error.type", error.class());
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    /// Records the operation's duration and errors (health checks and counts, which every
+    /// probe and scrape calls, get no span).
     async fn measure<T>(
         &self,
         operation: &'static str,
@@ -59,7 +88,7 @@ impl MemoryStore for MeteredMemory {
     }
 
     async fn load(&self, key: &ConversationKey) -> Result<Option<Conversation>, MemoryError> {
-        self.measure("load", self.inner.load(key)).await
+        self.traced("load", self.inner.load(key)).await
     }
 
     async fn append(
@@ -68,7 +97,7 @@ impl MemoryStore for MeteredMemory {
         messages: &[Message],
         expected_version: Option<u64>,
     ) -> Result<u64, MemoryError> {
-        self.measure("append", self.inner.append(key, messages, expected_version))
+        self.traced("append", self.inner.append(key, messages, expected_version))
             .await
     }
 
@@ -77,7 +106,7 @@ impl MemoryStore for MeteredMemory {
         key: &ConversationKey,
         text: &str,
     ) -> Result<u64, MemoryError> {
-        self.measure(
+        self.traced(
             "set_working_memory",
             self.inner.set_working_memory(key, text),
         )
@@ -89,12 +118,12 @@ impl MemoryStore for MeteredMemory {
         key: &ConversationKey,
         metadata: &BTreeMap<String, String>,
     ) -> Result<u64, MemoryError> {
-        self.measure("merge_metadata", self.inner.merge_metadata(key, metadata))
+        self.traced("merge_metadata", self.inner.merge_metadata(key, metadata))
             .await
     }
 
     async fn delete(&self, key: &ConversationKey) -> Result<bool, MemoryError> {
-        self.measure("delete", self.inner.delete(key)).await
+        self.traced("delete", self.inner.delete(key)).await
     }
 
     async fn list(
@@ -103,7 +132,7 @@ impl MemoryStore for MeteredMemory {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ConversationPage, MemoryError> {
-        self.measure("list", self.inner.list(tenant, cursor, limit))
+        self.traced("list", self.inner.list(tenant, cursor, limit))
             .await
     }
 
@@ -117,7 +146,7 @@ impl MemoryStore for MeteredMemory {
         key: &ConversationKey,
         request: &BeginTurn<'_>,
     ) -> Result<Begun, MemoryError> {
-        self.measure("begin_turn", self.inner.begin_turn(key, request))
+        self.traced("begin_turn", self.inner.begin_turn(key, request))
             .await
     }
 
@@ -126,7 +155,7 @@ impl MemoryStore for MeteredMemory {
         key: &ConversationKey,
         commit: &CommitTurn<'_>,
     ) -> Result<u64, MemoryError> {
-        self.measure("commit_turn", self.inner.commit_turn(key, commit))
+        self.traced("commit_turn", self.inner.commit_turn(key, commit))
             .await
     }
 
@@ -136,12 +165,12 @@ impl MemoryStore for MeteredMemory {
         owner: &str,
         ttl: Duration,
     ) -> Result<bool, MemoryError> {
-        self.measure("renew_lease", self.inner.renew_lease(key, owner, ttl))
+        self.traced("renew_lease", self.inner.renew_lease(key, owner, ttl))
             .await
     }
 
     async fn release_lease(&self, key: &ConversationKey, owner: &str) -> Result<bool, MemoryError> {
-        self.measure("release_lease", self.inner.release_lease(key, owner))
+        self.traced("release_lease", self.inner.release_lease(key, owner))
             .await
     }
 
