@@ -22,6 +22,20 @@ pub enum ApiError {
     /// The body is larger than `server.max_body_bytes`.
     #[error("the request body is larger than the limit of {0} bytes")]
     BodyTooLarge(usize),
+    /// The body declares a media type other than JSON.
+    #[error("the request body must be JSON (application/json), not {0:?}")]
+    UnsupportedMediaType(String),
+    /// A path segment cannot be read (not UTF-8 once percent-decoded).
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    /// The path exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The request's method.
+        method: String,
+        /// The request's path.
+        path: String,
+    },
     /// A request header has an invalid value.
     #[error("{0}")]
     InvalidHeader(String),
@@ -71,6 +85,15 @@ impl ApiError {
             Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", None),
             Self::BodyUnreadable(_) => (StatusCode::BAD_REQUEST, "body_unreadable", None),
             Self::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header", None),
+            Self::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                None,
+            ),
+            Self::InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path", None),
+            Self::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
+            }
             Self::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent", None),
             Self::ConversationNotFound(_) => {
                 (StatusCode::NOT_FOUND, "conversation_not_found", None)

@@ -3,9 +3,8 @@
 //! [`app`] builds the whole HTTP surface from an [`AppState`]; binaries only bind and serve
 //! (see [`serve`]), and tests drive [`app`] on real sockets.
 //!
-//! - `POST /v1/agents/{agent}/messages` — one agent turn ([`routes::messages`]).
-//! - `POST /v1/agents/{agent}/messages` with `"stream": true` — the turn as server-sent events
-//!   ([`routes::message_stream`]).
+//! - `POST /v1/agents/{agent}/messages` — one agent turn, as JSON or (`"stream": true`)
+//!   server-sent events ([`routes::messages`]).
 //! - `GET /v1/agents`; `GET|DELETE /v1/agents/{agent}/conversations/{id}`
 //!   ([`routes::agents`], [`routes::conversations`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models[/{model}]` — the OpenAI-compatible API
@@ -13,9 +12,10 @@
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
 //!
-//! Every agent-turn route (messages and chat completions) sits behind [`auth`] (API key → tenant) and [`turn_guard`]
-//! ([`admission`] control and turn metrics), and every other `/v1` route behind [`auth`]; every request gets a [`request_id`] and one
-//! log line. [`serve`] runs the accept loop ([`server`]) and the drain sequence
+//! Both turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
+//! (API key → tenant) and [`turn::guard`] ([`admission`] control and turn metrics); every
+//! other `/v1` route sits behind [`auth`]; every request gets a [`request_id`] and one log
+//! line. Every rejection is a JSON error ([`error`], [`extract`]). [`serve`] runs the accept loop ([`server`]) and the drain sequence
 //! ([`shutdown`]).
 
 pub mod admission;
@@ -23,7 +23,7 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod error;
-pub mod idempotency;
+pub mod extract;
 pub mod logging;
 pub mod metrics;
 pub mod probe;
@@ -34,7 +34,7 @@ mod server;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;
-pub mod turn_guard;
+pub mod turn;
 pub mod usage_tally;
 
 use std::time::Duration;
@@ -61,7 +61,7 @@ pub fn app(state: AppState) -> Router {
             post(routes::messages::post_message),
         )
         .route("/v1/chat/completions", post(chat_completions::create))
-        .route_layer(from_fn_with_state(state.clone(), turn_guard::admit))
+        .route_layer(from_fn_with_state(state.clone(), turn::guard::admit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The rest of the API: authenticated (tenants see only their own conversations), not
     // admitted (cheap reads that must keep working under overload).
@@ -82,6 +82,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/ready", get(routes::health::ready))
         .route("/metrics", get(routes::metrics::metrics))
         .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(from_fn(request_id::assign))
         .with_state(state)

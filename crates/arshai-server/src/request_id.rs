@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use arshai::llm::Usage;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -18,6 +17,7 @@ use axum::response::Response;
 use http_body::{Frame, SizeHint};
 use tracing::Instrument;
 
+use crate::turn::TurnRecord;
 use crate::usage_tally::UsageTally;
 
 /// The header's name.
@@ -56,18 +56,6 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .cloned()
             .unwrap_or_else(|| RequestId::from_header(None)))
     }
-}
-
-/// What a turn handler reports about its turn, as a response extension, for the log line
-/// and the metrics.
-#[derive(Debug, Clone)]
-pub struct TurnRecord {
-    /// The agent's name.
-    pub agent: String,
-    /// The agent's type (a metrics label).
-    pub agent_type: &'static str,
-    /// Tokens used, when the turn finished.
-    pub usage: Option<Usage>,
 }
 
 /// Middleware: assigns the request id and writes the request's log line.

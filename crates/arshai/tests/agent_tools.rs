@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arshai::agent::{
-    Agent, AgentInput, ConversationAgent, ConversationAgentConfig, FnTool, ToolError, ToolSet,
+    Agent, AgentEvent, AgentInput, AgentOutput, ConversationAgent, ConversationAgentConfig,
+    Delivery, FnTool, ToolError, ToolSet,
 };
 use arshai::llm::openai::{OpenAiClient, OpenAiConfig};
-use arshai::llm::{ChatRequest, HttpPoolSettings, LlmClient, Message};
+use arshai::llm::{HttpPoolSettings, LlmClient, Message};
 use arshai::memory::{InMemoryStore, InMemoryStoreConfig};
 use arshai_testkit::{FakeUpstream, Reply};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::Barrier;
 
@@ -67,32 +69,74 @@ fn rendezvous_tools() -> ToolSet {
     tools
 }
 
-fn ask(text: &str) -> ChatRequest {
-    ChatRequest {
-        messages: vec![Message::user(text)],
-        ..ChatRequest::default()
+/// What one stateless turn with `tools` produced.
+struct ToolTurn {
+    output: AgentOutput,
+    /// The tool calls the model asked for, in order.
+    calls: usize,
+    /// The results sent back to the model, in order.
+    results: usize,
+}
+
+/// Runs one stateless turn asking `text` of an agent with `tools`, delivered as asked.
+async fn turn(
+    upstream: &FakeUpstream,
+    tools: ToolSet,
+    text: &str,
+    delivery: Delivery,
+) -> ToolTurn {
+    let memory = Arc::new(InMemoryStore::new(InMemoryStoreConfig::default()));
+    let agent = Arc::new(
+        ConversationAgent::builder("helper", client(upstream), memory)
+            .tools(tools)
+            .build(),
+    );
+    let input = AgentInput {
+        delivery,
+        ..AgentInput::stateless(vec![Message::user(text)])
+    };
+    let mut events = agent.turn(input);
+    let (mut calls, mut results) = (0, 0);
+    while let Some(event) = events.next().await {
+        match event.unwrap() {
+            AgentEvent::ToolCall(_) => calls += 1,
+            AgentEvent::ToolResult { .. } => results += 1,
+            AgentEvent::TextDelta(_) => {}
+            AgentEvent::Done(output) => {
+                return ToolTurn {
+                    output,
+                    calls,
+                    results,
+                };
+            }
+        }
     }
+    panic!("the turn ended without Done");
 }
 
 #[tokio::test]
 async fn several_calls_run_in_parallel_and_results_go_back_in_openai_format() {
+    for delivery in [Delivery::Whole, Delivery::Streamed] {
+        several_calls_run_in_parallel(delivery).await;
+    }
+}
+
+async fn several_calls_run_in_parallel(delivery: Delivery) {
     let upstream = FakeUpstream::start().await.unwrap();
     upstream.push(Reply::tool_calls([
         ("weather", r#"{"city":"Oslo"}"#),
         ("time", r#"{"city":"Oslo"}"#),
     ]));
     upstream.push(Reply::text("Sunny, and it is noon."));
-    let llm = client(&upstream);
-    let turn = rendezvous_tools()
-        .run(llm.as_ref(), &ask("weather and time in Oslo?"))
-        .await
-        .unwrap();
-    assert_eq!(turn.response.text, "Sunny, and it is noon.");
-    assert_eq!(
-        turn.exchanged.len(),
-        3,
-        "one assistant message, two results"
-    );
+    let turn = turn(
+        &upstream,
+        rendezvous_tools(),
+        "weather and time in Oslo?",
+        delivery,
+    )
+    .await;
+    assert_eq!(turn.output.reply, "Sunny, and it is noon.");
+    assert_eq!((turn.calls, turn.results), (2, 2), "two calls, two results");
 
     let requests = upstream.requests();
     assert_eq!(requests.len(), 2);
@@ -117,7 +161,12 @@ async fn several_calls_run_in_parallel_and_results_go_back_in_openai_format() {
         assert_eq!(result["tool_call_id"], calls[index]["id"]);
         assert_eq!(result["content"], *expected, "both tools ran at once");
     }
-    assert!(turn.response.usage.total_tokens > requests.len() as u64);
+    assert_eq!(
+        requests[0].body["stream"].as_bool().unwrap_or(false),
+        delivery == Delivery::Streamed,
+        "the provider's streaming API only for a streamed turn"
+    );
+    assert!(turn.output.usage.total_tokens > requests.len() as u64);
 }
 
 #[tokio::test]
@@ -128,11 +177,8 @@ async fn invalid_json_arguments_are_reported_to_the_model_not_a_crash() {
     let tools = ToolSet::new().with(FnTool::new("weather", "Current weather", |_: City| async {
         Ok::<_, ToolError>("sunny".to_owned())
     }));
-    let turn = tools
-        .run(client(&upstream).as_ref(), &ask("weather?"))
-        .await
-        .unwrap();
-    assert_eq!(turn.response.text, "Sorry, let me retry.");
+    let turn = turn(&upstream, tools, "weather?", Delivery::Whole).await;
+    assert_eq!(turn.output.reply, "Sorry, let me retry.");
     let sent = &upstream.requests()[1].body["messages"];
     let result = sent.as_array().unwrap().last().unwrap();
     assert_eq!(result["role"], "tool");
@@ -157,10 +203,7 @@ async fn unknown_tools_and_schema_mismatches_are_tool_errors() {
     let tools = ToolSet::new().with(FnTool::new("weather", "Current weather", |_: City| async {
         Ok::<_, ToolError>("sunny".to_owned())
     }));
-    tools
-        .run(client(&upstream).as_ref(), &ask("?"))
-        .await
-        .unwrap();
+    turn(&upstream, tools, "?", Delivery::Whole).await;
     let sent = upstream.requests()[1].body["messages"].clone();
     let sent = sent.as_array().unwrap();
     assert!(
@@ -189,16 +232,13 @@ async fn the_loop_is_bounded_and_ends_with_an_answer_without_tools() {
             Ok::<_, ToolError>("sunny".to_owned())
         }));
     tools.max_rounds = 2;
-    let turn = tools
-        .run(client(&upstream).as_ref(), &ask("?"))
-        .await
-        .unwrap();
+    let turn = turn(&upstream, tools, "?", Delivery::Whole).await;
     let requests = upstream.requests();
     assert_eq!(requests.len(), 3, "two rounds with tools, then one without");
     assert!(requests[2].body.get("tools").is_none());
     // The third scripted reply asked for a tool again, but without tools offered the loop
     // takes the answer as final.
-    assert_eq!(turn.exchanged.len(), 4);
+    assert_eq!(turn.results, 2, "two rounds of results");
 }
 
 #[tokio::test]
@@ -210,17 +250,19 @@ async fn a_conversation_agent_uses_its_tools_within_a_turn() {
     ]));
     upstream.push(Reply::text("Sunny at noon."));
     let memory = Arc::new(InMemoryStore::new(InMemoryStoreConfig::default()));
-    let agent = ConversationAgent::new(
-        ConversationAgentConfig {
-            name: "helper".into(),
-            ..ConversationAgentConfig::default()
-        },
-        client(&upstream),
-        memory,
-    )
-    .with_tools(rendezvous_tools());
+    let agent = Arc::new(
+        ConversationAgent::new(
+            ConversationAgentConfig {
+                name: "helper".into(),
+                ..ConversationAgentConfig::default()
+            },
+            client(&upstream),
+            memory,
+        )
+        .with_tools(rendezvous_tools()),
+    );
     let output = agent
-        .process(AgentInput::new(None, "weather and time?"))
+        .respond(AgentInput::new(None, "weather and time?"))
         .await
         .unwrap();
     assert_eq!(output.reply, "Sunny at noon.");

@@ -276,7 +276,7 @@ async fn racing_turns_are_serialized_and_both_recorded(backend: Backend) -> anyh
     let id = ConversationId::parse("raced")?;
     let run = |agent: Arc<ConversationAgent>, text: &'static str| {
         let id = id.clone();
-        tokio::spawn(async move { agent.process(AgentInput::new(Some(id), text)).await })
+        tokio::spawn(async move { agent.respond(AgentInput::new(Some(id), text)).await })
     };
     let (a, b) = (run(first, "from A"), run(second, "from B"));
     a.await??;

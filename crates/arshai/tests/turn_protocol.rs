@@ -302,7 +302,7 @@ async fn cancelled_at(backend: Backend, point: Point) -> anyhow::Result<()> {
             },
         )));
     }
-    let turn = turns.process(AgentInput::new(Some(k.id.clone()), "hello"));
+    let turn = Arc::new(turns).respond(AgentInput::new(Some(k.id.clone()), "hello"));
     let outcome = tokio::time::timeout(Duration::from_millis(500), turn).await;
     ensure!(
         outcome.is_err(),
@@ -429,14 +429,18 @@ async fn an_idempotent_turn_is_recorded_once(backend: Backend) -> anyhow::Result
         ..UpstreamOptions::default()
     })
     .await?;
-    let first = agent(llm(&upstream)?, env.store.clone(), long_lease());
-    let second = agent(llm(&upstream)?, env.another_instance().await?, long_lease());
+    let first = Arc::new(agent(llm(&upstream)?, env.store.clone(), long_lease()));
+    let second = Arc::new(agent(
+        llm(&upstream)?,
+        env.another_instance().await?,
+        long_lease(),
+    ));
     let input = |message: &str| AgentInput {
         idempotency_key: Some("retry-me".to_owned()),
         ..AgentInput::new(None, message)
     };
-    let original = first.process(input("hello")).await?;
-    let retried = second.process(input("hello")).await?;
+    let original = Arc::clone(&first).respond(input("hello")).await?;
+    let retried = Arc::clone(&second).respond(input("hello")).await?;
     assert_eq!(
         retried, original,
         "the retry answers with the recorded turn"
@@ -444,11 +448,11 @@ async fn an_idempotent_turn_is_recorded_once(backend: Backend) -> anyhow::Result
     assert_eq!(upstream.requests().len(), 1, "the model was asked once");
     let k = key(
         ConversationKey::DEFAULT_TENANT,
-        original.conversation_id.as_str(),
+        original.conversation_id.as_ref().context("recorded")?.as_str(),
     );
     let stored = env.store.load(&k).await?.context("stored")?;
     assert_eq!(texts(&stored.messages), ["hello", "echo: hello"]);
-    let reused = second.process(input("something else")).await;
+    let reused = second.respond(input("something else")).await;
     ensure!(
         matches!(
             reused,
@@ -623,15 +627,15 @@ async fn a_turn_is_two_commands(backend: Backend) -> anyhow::Result<()> {
         _ => bail!("one-server backends only"),
     };
     let upstream = FakeUpstream::start().await?;
-    let turns = agent(llm(&upstream)?, env.store.clone(), long_lease());
+    let turns = Arc::new(agent(llm(&upstream)?, env.store.clone(), long_lease()));
     let id = arshai::memory::ConversationId::parse("counted")?;
-    turns
-        .process(AgentInput::new(Some(id.clone()), "warm up"))
+    Arc::clone(&turns)
+        .respond(AgentInput::new(Some(id.clone()), "warm up"))
         .await?;
     let monitor = Monitor::start(port).await?;
     for n in 0..10 {
-        turns
-            .process(AgentInput::new(Some(id.clone()), format!("turn {n}")))
+        Arc::clone(&turns)
+            .respond(AgentInput::new(Some(id.clone()), format!("turn {n}")))
             .await?;
     }
     let seen = monitor.client_commands(port).await?;

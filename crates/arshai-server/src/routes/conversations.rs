@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use arshai::llm::Message;
 use arshai::memory::{ConversationId, ConversationKey};
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 
 use crate::auth::Tenant;
+use crate::extract::PathParams;
 use crate::{ApiError, AppState};
 
 /// A conversation as the API shows it.
@@ -54,7 +55,7 @@ fn key(
 pub async fn get_conversation(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((agent, id)): Path<(String, String)>,
+    PathParams((agent, id)): PathParams<(String, String)>,
 ) -> Result<Json<ConversationView>, ApiError> {
     let key = key(&state, tenant, &agent, id)?;
     let conversation = state
@@ -78,7 +79,7 @@ pub async fn get_conversation(
 pub async fn delete_conversation(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path((agent, id)): Path<(String, String)>,
+    PathParams((agent, id)): PathParams<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let key = key(&state, tenant, &agent, id)?;
     let existed = state

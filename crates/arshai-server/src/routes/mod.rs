@@ -4,18 +4,23 @@ pub mod agents;
 pub mod chat_completions;
 pub mod conversations;
 pub mod health;
-pub mod message_stream;
 pub mod messages;
 pub mod metrics;
-
 pub mod models;
-pub mod sse;
 
-use axum::http::Uri;
+use axum::http::{Method, Uri};
 
 use crate::ApiError;
 
 /// Answers unknown paths with a JSON 404.
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(uri.path().to_owned())
+}
+
+/// Answers a known path asked with the wrong method with a JSON 405.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
 }

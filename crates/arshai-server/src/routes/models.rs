@@ -2,10 +2,11 @@
 //! OpenAI clients can discover what to put in `model`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Serialize;
 
 use crate::error::OpenAiError;
+use crate::extract::PathParams;
 use crate::{ApiError, AppState};
 
 /// An OpenAI `model` object.
@@ -56,7 +57,7 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
 /// `GET /v1/models/{model}`.
 pub async fn get_model(
     State(state): State<AppState>,
-    Path(model): Path<String>,
+    PathParams(model): PathParams<String>,
 ) -> Result<Json<Model>, OpenAiError> {
     match state.agents.get(&model) {
         Some(agent) => Ok(Json(Model::new(agent.name()))),

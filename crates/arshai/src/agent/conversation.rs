@@ -1,20 +1,23 @@
-//! The conversation agent: system prompt + history from memory + one LLM call per turn.
+//! The conversation agent: system prompt + history from memory + the model, with tools.
+//!
+//! A turn is recorded only after the model's answer is complete, in one atomic append of
+//! the new messages and the answer, before [`AgentEvent::Done`] is sent. Dropping the
+//! turn's stream (a client that disconnects) cancels the upstream call; if that happens
+//! before the commit, nothing of the turn is recorded, not even the user's message. The
+//! turn's lease is released on every path (explicitly, or by [`Turn`]'s drop when
+//! cancelled).
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-
-use super::idempotency::{conversation_for_key, key_for, receipt_body, recorded};
+use super::idempotency::{key_for, receipt_body, recorded};
+use super::tool_loop::{self, Answer};
 use super::{
-    Agent, AgentError, AgentEventStream, AgentInput, AgentOutput, ToolSet, TurnRequest, TurnSummary,
+    Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput,
+    EventSender, ToolSet, event_stream,
 };
-use crate::llm::{ChatRequest, ChatResponse, LlmClient, Message, Sampling};
-// Streamed turns live in their own file; as a child module they share this one's fields.
-#[path = "conversation_stream.rs"]
-mod stream;
-
+use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
 use crate::memory::{
-    Conversation, ConversationId, ConversationKey, LeaseSettings, MemoryStore, Turn, TurnStart,
+    ConversationId, ConversationKey, IdempotencyKey, LeaseSettings, MemoryStore, Turn, TurnStart,
 };
 
 /// How a [`ConversationAgent`] behaves.
@@ -33,15 +36,87 @@ pub struct ConversationAgentConfig {
 }
 
 /// An agent that remembers: each turn loads the conversation, calls the LLM with the whole
-/// history, and appends the user's message and the answer atomically.
+/// history (running the tools it asks for), and appends the new messages and the answer
+/// atomically.
 ///
 /// Turns on one conversation are serialized by a [`Turn`]'s lease, across instances when
 /// the store is shared, so every turn sees the previous one.
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use arshai::agent::{Agent, AgentInput, ConversationAgent};
+/// use arshai::memory::InMemoryStore;
+/// # use arshai::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, FinishReason, Usage};
+/// # struct Hello;
+/// # #[async_trait::async_trait]
+/// # impl LlmClient for Hello {
+/// #     fn provider(&self) -> &'static str { "hello" }
+/// #     fn default_model(&self) -> &str { "m" }
+/// #     async fn chat(&self, _: &ChatRequest) -> Result<ChatResponse, LlmError> {
+/// #         Ok(ChatResponse { text: "Hello, Ada.".into(), tool_calls: vec![],
+/// #             usage: Usage::default(), model: "m".into(), finish_reason: FinishReason::Stop })
+/// #     }
+/// # }
+/// # let llm: Arc<dyn LlmClient> = Arc::new(Hello);
+///
+/// let agent = Arc::new(
+///     ConversationAgent::builder("assistant", llm, Arc::new(InMemoryStore::default()))
+///         .system_prompt("You are brief.")
+///         .build(),
+/// );
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let output = agent.respond(AgentInput::new(None, "I am Ada.")).await.unwrap();
+/// assert_eq!(output.reply, "Hello, Ada.");
+/// # });
+/// ```
 pub struct ConversationAgent {
     config: ConversationAgentConfig,
     llm: Arc<dyn LlmClient>,
     memory: Arc<dyn MemoryStore>,
     tools: Option<Arc<ToolSet>>,
+}
+
+/// Builds a [`ConversationAgent`]; see [`ConversationAgent::builder`].
+pub struct ConversationAgentBuilder {
+    agent: ConversationAgent,
+}
+
+impl ConversationAgentBuilder {
+    /// The model to ask for (default: the client's default model).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.agent.config.model = Some(model.into());
+        self
+    }
+
+    /// The system prompt (default: none).
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.agent.config.system_prompt = prompt.into();
+        self
+    }
+
+    /// Sampling settings (default: the provider's).
+    pub fn sampling(mut self, sampling: Sampling) -> Self {
+        self.agent.config.sampling = sampling;
+        self
+    }
+
+    /// How turns on one conversation wait for each other (default: [`LeaseSettings`]'s).
+    pub fn lease(mut self, lease: LeaseSettings) -> Self {
+        self.agent.config.lease = lease;
+        self
+    }
+
+    /// Tools the model may call.
+    pub fn tools(mut self, tools: ToolSet) -> Self {
+        self.agent = self.agent.with_tools(tools);
+        self
+    }
+
+    /// The agent.
+    pub fn build(self) -> ConversationAgent {
+        self.agent
+    }
 }
 
 impl ConversationAgent {
@@ -59,73 +134,48 @@ impl ConversationAgent {
         }
     }
 
+    /// A builder of an agent called `name` over `llm` and `memory`, with defaults for the
+    /// rest.
+    pub fn builder(
+        name: impl Into<String>,
+        llm: Arc<dyn LlmClient>,
+        memory: Arc<dyn MemoryStore>,
+    ) -> ConversationAgentBuilder {
+        let config = ConversationAgentConfig {
+            name: name.into(),
+            ..ConversationAgentConfig::default()
+        };
+        ConversationAgentBuilder {
+            agent: Self::new(config, llm, memory),
+        }
+    }
+
     /// This agent, letting its model call `tools` (run in parallel, in bounded rounds).
     pub fn with_tools(mut self, tools: ToolSet) -> Self {
         self.tools = (!tools.is_empty()).then(|| Arc::new(tools));
         self
     }
 
-    /// The turn's work under its lease: the model's answer over the stored history.
-    async fn answer(
+    /// Runs the turn; `Ok(None)` when the consumer went away before the end.
+    async fn run(
         &self,
-        stored: Conversation,
-        user: &Message,
-        request_id: Option<String>,
-    ) -> Result<ChatResponse, AgentError> {
-        let mut messages = stored.messages;
-        messages.push(user.clone());
-        let system = match &stored.working_memory {
-            Some(notes) if !notes.is_empty() => {
-                format!(
-                    "{}\n\nWhat you know about this conversation:\n{notes}",
-                    self.config.system_prompt
-                )
-            }
-            _ => self.config.system_prompt.clone(),
+        mut input: AgentInput,
+        events: &mut EventSender,
+    ) -> Result<Option<AgentOutput>, AgentError> {
+        validate(&input.messages)?;
+        let Some(id) = input.pin_conversation() else {
+            let Some(answer) = self.answer(Vec::new(), None, &input, events).await? else {
+                return Ok(None);
+            };
+            return Ok(Some(output(None, answer)));
         };
-        let request = ChatRequest {
-            model: self.config.model.clone(),
-            system: (!system.is_empty()).then_some(system),
-            messages,
-            sampling: self.config.sampling.clone(),
-            request_id,
-            ..ChatRequest::default()
-        };
-        Ok(match &self.tools {
-            Some(tools) => tools.run(self.llm.as_ref(), &request).await?.response,
-            None => self.llm.chat(&request).await?,
-        })
-    }
-}
-
-#[async_trait]
-impl Agent for ConversationAgent {
-    fn name(&self) -> &str {
-        &self.config.name
-    }
-
-    fn agent_type(&self) -> &'static str {
-        "conversation"
-    }
-
-    async fn process(&self, input: AgentInput) -> Result<AgentOutput, AgentError> {
-        if input.message.trim().is_empty() {
-            return Err(AgentError::InvalidInput("the message is empty".to_owned()));
-        }
-        let id = input.conversation_id.clone().unwrap_or_else(|| {
-            input
-                .idempotency_key
-                .as_deref()
-                .map_or_else(ConversationId::generate, conversation_for_key)
-        });
-        let key = ConversationKey::new(input.tenant.clone(), id.clone());
-        let user = Message::user(input.message);
+        let key = ConversationKey::new(input.tenant.clone(), id);
         let idempotency = key_for(
             input.idempotency_key.as_ref(),
             &self.config.name,
-            std::slice::from_ref(&user),
+            &input.messages,
         );
-        let mut turn = match Turn::begin(
+        let turn = match Turn::begin(
             Arc::clone(&self.memory),
             key,
             self.config.lease,
@@ -135,49 +185,151 @@ impl Agent for ConversationAgent {
         {
             TurnStart::Open(turn) => turn,
             TurnStart::Recorded(receipt) => {
-                let summary = recorded(&receipt)?;
-                return Ok(AgentOutput {
-                    conversation_id: id,
-                    reply: summary.reply,
-                    usage: summary.usage,
-                    model: summary.model,
-                });
+                // The turn was recorded by an earlier attempt: replay its answer.
+                let output = recorded(&receipt)?;
+                if !output.reply.is_empty()
+                    && !events
+                        .send(Ok(AgentEvent::TextDelta(output.reply.clone())))
+                        .await
+                {
+                    return Ok(None);
+                }
+                return Ok(Some(output));
             }
         };
+        self.recorded_turn(turn, input, idempotency, events).await
+    }
+
+    /// A turn on a conversation, under its lease: answer, then commit whole (or release).
+    async fn recorded_turn(
+        &self,
+        mut turn: Turn,
+        input: AgentInput,
+        idempotency: Option<IdempotencyKey>,
+        events: &mut EventSender,
+    ) -> Result<Option<AgentOutput>, AgentError> {
         let stored = turn.take_conversation();
-        let response = match self.answer(stored, &user, input.request_id).await {
-            Ok(response) => response,
+        let answered = self
+            .answer(
+                stored.messages,
+                stored.working_memory.as_deref(),
+                &input,
+                events,
+            )
+            .await;
+        let answer = match answered {
+            Ok(Some(answer)) => answer,
+            Ok(None) => {
+                turn.abort().await;
+                return Ok(None);
+            }
             Err(error) => {
                 turn.abort().await;
                 return Err(error);
             }
         };
-        let summary = TurnSummary {
-            conversation_id: Some(id.clone()),
-            reply: response.text,
-            usage: response.usage,
-            model: response.model,
-            finish_reason: response.finish_reason,
-        };
+        let output = output(Some(turn.key().id.clone()), answer);
         let body = match &idempotency {
-            Some(_) => receipt_body(&summary)?,
+            Some(_) => receipt_body(&output)?,
             None => String::new(),
         };
-        let messages = [user, Message::assistant(summary.reply.clone())];
+        // The tool exchange is not kept, only the new messages and the answer.
+        let mut messages = input.messages;
+        messages.push(Message::assistant(output.reply.clone()));
         turn.commit(&messages, idempotency.as_ref().map(|k| (k, body.as_str())))
             .await?;
-        Ok(AgentOutput {
-            conversation_id: id,
-            reply: summary.reply,
-            usage: summary.usage,
-            model: summary.model,
-        })
-    }
-    fn process_stream(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
-        stream::process_stream(self, input)
+        Ok(Some(output))
     }
 
-    fn turn_stream(self: Arc<Self>, request: TurnRequest) -> AgentEventStream {
-        stream::turn_stream(self, request)
+    /// The model's answer over `history` + the input's messages, through the tool loop.
+    async fn answer(
+        &self,
+        mut history: Vec<Message>,
+        working_memory: Option<&str>,
+        input: &AgentInput,
+        events: &mut EventSender,
+    ) -> Result<Option<Answer>, AgentError> {
+        history.extend(input.messages.iter().cloned());
+        let config = &self.config;
+        let system = system_prompt(&config.system_prompt, working_memory);
+        let chat = ChatRequest {
+            model: config.model.clone(),
+            system: (!system.is_empty()).then_some(system),
+            messages: history,
+            sampling: Sampling {
+                temperature: input.sampling.temperature.or(config.sampling.temperature),
+                top_p: input.sampling.top_p.or(config.sampling.top_p),
+                max_tokens: input.sampling.max_tokens.or(config.sampling.max_tokens),
+            },
+            request_id: input.request_id.clone(),
+            ..ChatRequest::default()
+        };
+        tool_loop::answer(
+            self.llm.as_ref(),
+            self.tools.as_deref(),
+            chat,
+            input.delivery,
+            events,
+        )
+        .await
+    }
+}
+
+impl Agent for ConversationAgent {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn agent_type(&self) -> &'static str {
+        "conversation"
+    }
+
+    fn turn(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
+        event_stream(move |mut events| async move {
+            match self.run(input, &mut events).await {
+                Ok(Some(output)) => {
+                    events.send(Ok(AgentEvent::Done(output))).await;
+                }
+                // The consumer is gone; there is nobody to tell.
+                Ok(None) => {}
+                Err(error) => {
+                    events.send(Err(error)).await;
+                }
+            }
+        })
+    }
+}
+
+fn validate(messages: &[Message]) -> Result<(), AgentError> {
+    match messages.last() {
+        None => Err(AgentError::InvalidInput("there are no messages".to_owned())),
+        Some(last)
+            if last.content.trim().is_empty()
+                && last.tool_calls.is_empty()
+                && last.tool_call_id.is_none() =>
+        {
+            Err(AgentError::InvalidInput("the message is empty".to_owned()))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The system prompt, followed by the conversation's working memory when it has one.
+fn system_prompt(prompt: &str, working_memory: Option<&str>) -> String {
+    match working_memory {
+        Some(notes) if !notes.is_empty() => {
+            format!("{prompt}\n\nWhat you know about this conversation:\n{notes}")
+        }
+        _ => prompt.to_owned(),
+    }
+}
+
+fn output(conversation_id: Option<ConversationId>, answer: Answer) -> AgentOutput {
+    AgentOutput {
+        conversation_id,
+        reply: answer.text,
+        usage: answer.usage,
+        model: answer.model,
+        finish_reason: answer.finish_reason,
     }
 }

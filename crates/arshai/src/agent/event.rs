@@ -4,9 +4,8 @@ use futures::channel::mpsc;
 use futures::stream::{self, BoxStream, StreamExt};
 use futures::{Future, FutureExt, SinkExt};
 
-use super::AgentError;
-use crate::llm::{FinishReason, ToolCall, Usage};
-use crate::memory::ConversationId;
+use super::{AgentError, AgentOutput};
+use crate::llm::ToolCall;
 
 /// How many events a producer may run ahead of a slow consumer before it waits.
 const EVENT_BUFFER: usize = 32;
@@ -29,24 +28,7 @@ pub enum AgentEvent {
         content: String,
     },
     /// The turn finished and, when it belongs to a conversation, is recorded.
-    Done(TurnSummary),
-}
-
-/// How a turn ended: the last event of a successful streamed turn (and, serialized, the
-/// receipt an idempotent retry answers with).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TurnSummary {
-    /// The conversation the turn was recorded in; `None` for a stateless turn.
-    pub conversation_id: Option<ConversationId>,
-    /// The answer: the text of the model's last call (with tools, text the model wrote
-    /// before calling them was streamed as deltas but is not part of the answer).
-    pub reply: String,
-    /// Tokens used by every LLM call of the turn.
-    pub usage: Usage,
-    /// The model that answered.
-    pub model: String,
-    /// Why the model stopped.
-    pub finish_reason: FinishReason,
+    Done(AgentOutput),
 }
 
 /// A streamed turn: events in order; an `Err` item ends it. Dropping the stream cancels the
@@ -83,15 +65,72 @@ where
     stream::select(receiver, producer).boxed()
 }
 
-/// Runs a streamed turn to its end and returns its summary; the text deltas are dropped
-/// (the summary holds the whole reply).
-pub async fn collect_turn(mut events: AgentEventStream) -> Result<TurnSummary, AgentError> {
+/// Runs a streamed turn to its end and returns its output; the text deltas are dropped
+/// (the output holds the whole reply).
+pub async fn collect_turn(mut events: AgentEventStream) -> Result<AgentOutput, AgentError> {
     while let Some(event) = events.next().await {
         if let AgentEvent::Done(summary) = event? {
             return Ok(summary);
         }
     }
     Err(AgentError::Incomplete)
+}
+
+/// The turn of an agent that computes its whole answer at once: `answer`'s reply as one
+/// text delta, then [`AgentEvent::Done`] (or its error). The simplest way to implement
+/// [`crate::agent::Agent::turn`].
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use arshai::agent::{Agent, AgentEventStream, AgentInput, AgentOutput, answer_once};
+/// use arshai::llm::{FinishReason, Usage};
+///
+/// struct Echo;
+///
+/// impl Agent for Echo {
+///     fn name(&self) -> &str { "echo" }
+///     fn agent_type(&self) -> &'static str { "echo" }
+///     fn turn(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
+///         answer_once(async move {
+///             let said = input.messages.last().map(|m| m.content.clone()).unwrap_or_default();
+///             Ok(AgentOutput {
+///                 conversation_id: None,
+///                 reply: said,
+///                 usage: Usage::default(),
+///                 model: "echo".into(),
+///                 finish_reason: FinishReason::Stop,
+///             })
+///         })
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let output = Arc::new(Echo).respond(AgentInput::new(None, "hi")).await.unwrap();
+/// assert_eq!(output.reply, "hi");
+/// # });
+/// ```
+pub fn answer_once<Fut>(answer: Fut) -> AgentEventStream
+where
+    Fut: Future<Output = Result<AgentOutput, AgentError>> + Send + 'static,
+{
+    event_stream(move |mut events| async move {
+        match answer.await {
+            Ok(output) => {
+                if !output.reply.is_empty()
+                    && !events
+                        .send(Ok(AgentEvent::TextDelta(output.reply.clone())))
+                        .await
+                {
+                    return;
+                }
+                events.send(Ok(AgentEvent::Done(output))).await;
+            }
+            Err(error) => {
+                events.send(Err(error)).await;
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -135,5 +174,33 @@ mod tests {
             collect_turn(events).await,
             Err(AgentError::Incomplete)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_answer_once_is_one_delta_then_done_or_its_error() {
+        let output = AgentOutput {
+            conversation_id: None,
+            reply: "whole".into(),
+            usage: crate::llm::Usage::default(),
+            model: "m".into(),
+            finish_reason: crate::llm::FinishReason::Stop,
+        };
+        let expected = output.clone();
+        let events: Vec<AgentEvent> = answer_once(async move { Ok(output) })
+            .map(|e| e.unwrap())
+            .collect()
+            .await;
+        assert_eq!(
+            events,
+            [
+                AgentEvent::TextDelta("whole".into()),
+                AgentEvent::Done(expected)
+            ]
+        );
+        let failed = collect_turn(answer_once(async {
+            Err(AgentError::InvalidInput("no".into()))
+        }))
+        .await;
+        assert!(matches!(failed, Err(AgentError::InvalidInput(_))));
     }
 }

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{AgentError, TurnSummary};
+use super::{AgentError, AgentOutput};
 use crate::llm::Message;
 use crate::memory::{ConversationId, IdempotencyKey, MemoryError, Receipt};
 
@@ -53,13 +53,13 @@ pub(crate) fn key_for(
 }
 
 /// The receipt body kept for `summary`.
-pub(crate) fn receipt_body(summary: &TurnSummary) -> Result<String, AgentError> {
+pub(crate) fn receipt_body(summary: &AgentOutput) -> Result<String, AgentError> {
     serde_json::to_string(summary)
         .map_err(|error| AgentError::Memory(MemoryError::Corrupt(error.to_string())))
 }
 
 /// The recorded summary of a receipt.
-pub(crate) fn recorded(receipt: &Receipt) -> Result<TurnSummary, AgentError> {
+pub(crate) fn recorded(receipt: &Receipt) -> Result<AgentOutput, AgentError> {
     serde_json::from_str(&receipt.body)
         .map_err(|error| AgentError::Memory(MemoryError::Corrupt(format!("receipt: {error}"))))
 }

@@ -1,46 +1,123 @@
 //! What goes into and comes out of an agent turn.
 
-use crate::llm::Usage;
-use crate::memory::ConversationId;
+use crate::llm::{FinishReason, Message, Sampling, Usage};
+use crate::memory::{ConversationId, ConversationKey};
 
-/// One turn's input.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use super::idempotency::conversation_for_key;
+
+/// Which conversation a turn belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ConversationRef {
+    /// No conversation: the agent's system prompt and tools apply to exactly the input's
+    /// messages, and nothing is loaded or stored.
+    Stateless,
+    /// A new conversation. Its id is derived from the idempotency key when there is one (so
+    /// a retry lands in the same conversation and finds the receipt), generated otherwise.
+    #[default]
+    New,
+    /// This conversation: its stored history comes first, and the input's messages and the
+    /// answer are appended when the turn completes (it is created when absent).
+    Id(ConversationId),
+}
+
+/// How the agent should call its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// The provider's streaming API: text deltas are forwarded as the model writes them.
+    #[default]
+    Streamed,
+    /// The provider's non-streaming API: each call's text arrives whole, as one delta. For
+    /// callers that want the whole answer anyway ([`crate::agent::Agent::respond`]).
+    Whole,
+}
+
+/// One turn's input: the one type every agent and every route uses.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentInput {
     /// The tenant the conversation belongs to.
     pub tenant: String,
-    /// The conversation to continue; a new one is started when `None`.
-    pub conversation_id: Option<ConversationId>,
-    /// The user's message.
-    pub message: String,
+    /// The conversation the turn belongs to.
+    pub conversation: ConversationRef,
+    /// The new messages, oldest first (usually one user message).
+    pub messages: Vec<Message>,
+    /// Sampling settings that override the agent's own where set.
+    pub sampling: Sampling,
     /// Correlation id passed to upstream calls.
     pub request_id: Option<String>,
-    /// Makes the turn safe to retry: a turn with a key that was already committed returns
-    /// the recorded answer instead of running again (see [`crate::memory::Turn::begin`]).
+    /// Makes a turn on a conversation safe to retry: a turn with a key that was already
+    /// committed returns the recorded answer instead of running again (see
+    /// [`crate::memory::Turn::begin`]). Ignored by stateless turns, which record nothing.
     pub idempotency_key: Option<String>,
+    /// How the model is called.
+    pub delivery: Delivery,
 }
 
 impl AgentInput {
-    /// An input in the default tenant.
+    /// One user message in the default tenant: in conversation `conversation_id`, or in a
+    /// new conversation when `None`.
+    ///
+    /// ```
+    /// use arshai::agent::{AgentInput, ConversationRef};
+    ///
+    /// let input = AgentInput::new(None, "Hello!");
+    /// assert_eq!(input.conversation, ConversationRef::New);
+    /// ```
     pub fn new(conversation_id: Option<ConversationId>, message: impl Into<String>) -> Self {
+        let conversation = conversation_id.map_or(ConversationRef::New, ConversationRef::Id);
+        Self::with_messages(conversation, vec![Message::user(message)])
+    }
+
+    /// A stateless turn over `messages` in the default tenant (as OpenAI's Chat Completions
+    /// API sends them: the whole exchange so far).
+    pub fn stateless(messages: Vec<Message>) -> Self {
+        Self::with_messages(ConversationRef::Stateless, messages)
+    }
+
+    /// A turn over `messages` in `conversation`, in the default tenant.
+    pub fn with_messages(conversation: ConversationRef, messages: Vec<Message>) -> Self {
         Self {
-            tenant: crate::memory::ConversationKey::DEFAULT_TENANT.to_owned(),
-            conversation_id,
-            message: message.into(),
+            tenant: ConversationKey::DEFAULT_TENANT.to_owned(),
+            conversation,
+            messages,
+            sampling: Sampling::default(),
             request_id: None,
             idempotency_key: None,
+            delivery: Delivery::default(),
+        }
+    }
+
+    /// Chooses the id of a [`ConversationRef::New`] conversation now (derived from the
+    /// idempotency key, or generated) and returns the turn's conversation id, `None` for a
+    /// stateless turn. A server calls this before the turn so it can name the conversation
+    /// in its response headers before the first event.
+    pub fn pin_conversation(&mut self) -> Option<ConversationId> {
+        if self.conversation == ConversationRef::New {
+            let id = self
+                .idempotency_key
+                .as_deref()
+                .map_or_else(ConversationId::generate, conversation_for_key);
+            self.conversation = ConversationRef::Id(id);
+        }
+        match &self.conversation {
+            ConversationRef::Id(id) => Some(id.clone()),
+            _ => None,
         }
     }
 }
 
-/// One turn's output.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One turn's output: the last event of a successful turn ([`crate::agent::AgentEvent::Done`])
+/// and, serialized, the receipt an idempotent retry is answered with.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AgentOutput {
-    /// The conversation the turn belongs to (generated if the input had none).
-    pub conversation_id: ConversationId,
-    /// The agent's answer.
+    /// The conversation the turn was recorded in; `None` for a stateless turn.
+    pub conversation_id: Option<ConversationId>,
+    /// The answer: the text of the model's last call (with tools, text the model wrote
+    /// before calling them was streamed as deltas but is not part of the answer).
     pub reply: String,
     /// Tokens used by every LLM call of the turn.
     pub usage: Usage,
     /// The model that answered.
     pub model: String,
+    /// Why the model stopped.
+    pub finish_reason: FinishReason,
 }

@@ -1,6 +1,6 @@
 //! Tools an agent lets its model call: the [`Tool`] trait, typed tools from async functions,
-//! and a [`ToolSet`] that runs a turn's tool calls in parallel and loops until the model
-//! answers (a bounded number of rounds).
+//! and a [`ToolSet`] that runs a turn's tool calls in parallel (the agent's tool loop calls
+//! it once per round, for a bounded number of rounds).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,9 +13,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::llm::{
-    ChatRequest, ChatResponse, LlmClient, LlmError, Message, ToolCall, ToolDefinition,
-};
+use crate::llm::{Message, ToolCall, ToolDefinition};
 
 /// Why a tool call failed. The message is sent back to the model as the call's result, so
 /// it can correct itself; it never ends the turn.
@@ -113,15 +111,6 @@ impl Default for ToolSet {
     }
 }
 
-/// What a turn with tools produced.
-#[derive(Debug, Clone)]
-pub struct ToolTurn {
-    /// The model's final answer; its usage is the sum over every call of the turn.
-    pub response: ChatResponse,
-    /// The assistant tool-call messages and tool results exchanged before the answer.
-    pub exchanged: Vec<Message>,
-}
-
 impl ToolSet {
     /// An empty set with default bounds.
     pub fn new() -> Self {
@@ -178,45 +167,5 @@ impl ToolSet {
                 self.call_timeout
             ))),
         }
-    }
-
-    /// Calls the model with these tools, runs the calls it asks for, sends the results back,
-    /// and repeats until it answers in text. After [`ToolSet::max_rounds`] rounds the model
-    /// is asked once more without tools, so the loop always ends with an answer.
-    pub async fn run(
-        &self,
-        llm: &dyn LlmClient,
-        request: &ChatRequest,
-    ) -> Result<ToolTurn, LlmError> {
-        let mut request = request.clone();
-        request.tools = self.definitions();
-        let mut exchanged = Vec::new();
-        let mut usage = crate::llm::Usage::default();
-        for round in 0..=self.max_rounds {
-            if round == self.max_rounds {
-                request.tools.clear();
-            }
-            let mut response = llm.chat(&request).await?;
-            usage += response.usage;
-            if response.tool_calls.is_empty() || request.tools.is_empty() {
-                response.usage = usage;
-                return Ok(ToolTurn {
-                    response,
-                    exchanged,
-                });
-            }
-            let calls = std::mem::take(&mut response.tool_calls);
-            let asked = Message::tool_calls(response.text.clone(), calls.clone());
-            let results = self.execute(&calls).await;
-            request.messages.push(asked.clone());
-            request.messages.extend(results.iter().cloned());
-            exchanged.push(asked);
-            exchanged.extend(results);
-        }
-        // The last round has no tools, so it always returned above.
-        Err(LlmError::Config {
-            provider: llm.provider(),
-            message: "the tool loop ended without an answer".to_owned(),
-        })
     }
 }

@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::admission::TurnPermit;
 use crate::metrics::{AgentTypeLabels, Metrics, TurnLabels};
-use crate::request_id::TurnRecord;
+use crate::turn::TurnRecord;
 use crate::{ApiError, AppState};
 
 /// Observes the turn's metrics when the response body is finished or dropped.
