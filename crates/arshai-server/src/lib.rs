@@ -21,6 +21,7 @@
 pub mod admission;
 pub mod auth;
 pub mod bench;
+mod builder;
 pub mod cli;
 pub mod error;
 pub mod extract;
@@ -48,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+pub use builder::{ServeError, Server, ServerBuilder};
 pub use error::ApiError;
 pub use state::AppState;
 

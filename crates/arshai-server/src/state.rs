@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use arshai::Settings;
-use arshai::agent::{AgentRegistry, RegistryError};
+use arshai::agent::{Agent, AgentRegistry, RegistryError};
 use arshai::memory::{MemoryError, MemoryStore, open_store};
 
 use crate::admission::Admission;
@@ -47,13 +47,35 @@ pub enum StartupError {
 impl AppState {
     /// Opens the memory store and builds the agents the settings declare, each measured.
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
+        Self::assemble(settings, None, Vec::new()).await
+    }
+
+    /// The state of a server with `agents` built by the program besides those the settings
+    /// declare (with agents given, the default `assistant` is not added), over `memory`
+    /// (default: the store the settings choose). See [`crate::Server::builder`].
+    pub(crate) async fn assemble(
+        settings: Settings,
+        memory: Option<Arc<dyn MemoryStore>>,
+        agents: Vec<Arc<dyn Agent>>,
+    ) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let auth = ApiKeys::load(&settings.auth)?;
-        let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
+        let store = match memory {
+            Some(store) => store,
+            None => open_store(&settings.memory).await?,
+        };
+        let memory = MeteredMemory::wrap(store, Arc::clone(&metrics));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
         let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
-        let agents =
-            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?;
+        let mut registry = if settings.agents.is_empty() && !agents.is_empty() {
+            AgentRegistry::default()
+        } else {
+            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?
+        };
+        for agent in agents {
+            registry.insert(agent);
+        }
+        let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
             settings: Arc::new(settings),

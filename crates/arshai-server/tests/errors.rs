@@ -203,3 +203,85 @@ async fn an_unreachable_upstream_is_502() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(error_type(&body), "upstream_unreachable");
 }
+
+#[tokio::test]
+async fn path_segments_that_are_not_utf8_are_a_json_400() {
+    let server = TestServer::start().await;
+    for (method, path) in [
+        ("GET", "/v1/agents/assistant/conversations/%FF"),
+        ("POST", "/v1/agents/%FF/messages"),
+        ("GET", "/v1/models/%FF"),
+    ] {
+        let request = match method {
+            "GET" => server.http.get(server.url(path)),
+            _ => server
+                .http
+                .post(server.url(path))
+                .header("content-type", "application/json")
+                .body(json!({"message": "hi"}).to_string()),
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 400, "{method} {path}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{method} {path}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(error_type(&body), "invalid_path", "{method} {path}: {body}");
+    }
+    assert_eq!(server.upstream.request_count(), 0, "nothing reached the model");
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_a_json_405() {
+    let server = TestServer::start().await;
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/chat/completions"),
+        (reqwest::Method::DELETE, "/v1/agents"),
+        (reqwest::Method::PUT, "/v1/agents/assistant/messages"),
+    ] {
+        let response = server
+            .http
+            .request(method.clone(), server.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method} {path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(error_type(&body), "method_not_allowed", "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(method.as_str()),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_declared_json_is_415_and_records_nothing() {
+    let server = TestServer::start().await;
+    let response = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(json!({"message": "hi"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_type(&body), "unsupported_media_type", "{body}");
+    assert_eq!(server.upstream.request_count(), 0);
+    // Without a Content-Type the body is read as JSON (curl-style clients).
+    let response = server
+        .http
+        .post(server.url("/v1/agents/assistant/messages"))
+        .body(json!({"message": "hi"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
