@@ -52,10 +52,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         );
     }
     match check_memory(&state).await {
-        Ok(()) => {
-            state.readiness.mark_warm();
-            (StatusCode::OK, Json(json!({"status": "ready"})))
-        }
+        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "error": error})),
