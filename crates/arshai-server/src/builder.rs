@@ -126,7 +126,10 @@ impl ServerBuilder {
     /// Builds, binds `server.host:server.port`, and serves until SIGTERM or SIGINT, then
     /// drains.
     pub async fn serve_until_signal(self) -> Result<(), ServeError> {
-        let address = format!("{}:{}", self.settings.server.host, self.settings.server.port);
+        let address = format!(
+            "{}:{}",
+            self.settings.server.host, self.settings.server.port
+        );
         let server = self.build().await?;
         let listener = TcpListener::bind(&address)
             .await

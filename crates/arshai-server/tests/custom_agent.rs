@@ -93,7 +93,10 @@ async fn a_custom_agent_is_served_on_both_turn_routes() {
         .unwrap();
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
-    assert!(text.contains("event: delta\ndata: {\"text\":\"HI THERE\"}"), "{text}");
+    assert!(
+        text.contains("event: delta\ndata: {\"text\":\"HI THERE\"}"),
+        "{text}"
+    );
     assert!(text.contains("event: done"), "{text}");
 
     let metrics = http

@@ -230,7 +230,11 @@ async fn path_segments_that_are_not_utf8_are_a_json_400() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(error_type(&body), "invalid_path", "{method} {path}: {body}");
     }
-    assert_eq!(server.upstream.request_count(), 0, "nothing reached the model");
+    assert_eq!(
+        server.upstream.request_count(),
+        0,
+        "nothing reached the model"
+    );
 }
 
 #[tokio::test]

@@ -12,9 +12,9 @@ use arshai::llm::openai::{OpenAiClient, OpenAiConfig};
 use arshai::llm::{HttpPoolSettings, LlmClient, Message};
 use arshai::memory::{InMemoryStore, InMemoryStoreConfig};
 use arshai_testkit::{FakeUpstream, Reply};
+use futures::StreamExt;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::Barrier;
 
@@ -79,12 +79,7 @@ struct ToolTurn {
 }
 
 /// Runs one stateless turn asking `text` of an agent with `tools`, delivered as asked.
-async fn turn(
-    upstream: &FakeUpstream,
-    tools: ToolSet,
-    text: &str,
-    delivery: Delivery,
-) -> ToolTurn {
+async fn turn(upstream: &FakeUpstream, tools: ToolSet, text: &str, delivery: Delivery) -> ToolTurn {
     let memory = Arc::new(InMemoryStore::new(InMemoryStoreConfig::default()));
     let agent = Arc::new(
         ConversationAgent::builder("helper", client(upstream), memory)

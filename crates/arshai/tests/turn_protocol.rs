@@ -448,7 +448,11 @@ async fn an_idempotent_turn_is_recorded_once(backend: Backend) -> anyhow::Result
     assert_eq!(upstream.requests().len(), 1, "the model was asked once");
     let k = key(
         ConversationKey::DEFAULT_TENANT,
-        original.conversation_id.as_ref().context("recorded")?.as_str(),
+        original
+            .conversation_id
+            .as_ref()
+            .context("recorded")?
+            .as_str(),
     );
     let stored = env.store.load(&k).await?.context("stored")?;
     assert_eq!(texts(&stored.messages), ["hello", "echo: hello"]);

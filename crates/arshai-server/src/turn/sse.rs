@@ -119,3 +119,67 @@ where
 
 /// The header nginx reads to turn response buffering off for one response.
 const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use arshai::agent::{AgentEvent, AgentEventStream};
+    use futures::StreamExt;
+    use futures::stream;
+
+    use super::*;
+
+    fn bounds(idle: u64, total: u64) -> StreamBounds {
+        StreamBounds {
+            idle: Duration::from_secs(idle),
+            deadline: Instant::now() + Duration::from_secs(total),
+            total: Duration::from_secs(total),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+
+    /// Deltas every `every` seconds, forever.
+    fn ticking(every: u64) -> AgentEventStream {
+        stream::unfold((), move |()| async move {
+            tokio::time::sleep(Duration::from_secs(every)).await;
+            Some((Ok(AgentEvent::TextDelta("x".into())), ()))
+        })
+        .boxed()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_first_event_is_an_idle_timeout() {
+        let started = Instant::now();
+        let result = start(stream::pending().boxed(), bounds(60, 300)).await;
+        assert!(matches!(result, Err(ApiError::StreamIdle(_))));
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_keeps_talking_still_ends_at_the_deadline() {
+        let started = Instant::now();
+        let events = start(ticking(7), bounds(60, 300)).await.unwrap();
+        let items: Vec<_> = events.collect().await;
+        let (last, deltas) = items.split_last().unwrap();
+        assert!(matches!(last, Err(ApiError::RequestTimeout(_))), "{last:?}");
+        assert_eq!(
+            deltas.len(),
+            42,
+            "a delta every 7 s until the 300 s deadline"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_falls_silent_midway_is_an_idle_timeout() {
+        let talk_then_stop = ticking(1).take(3).chain(stream::pending()).boxed();
+        let items: Vec<_> = start(talk_then_stop, bounds(60, 300))
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(items.len(), 4);
+        assert!(matches!(items[3], Err(ApiError::StreamIdle(_))));
+    }
+}

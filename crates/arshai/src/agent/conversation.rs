@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::idempotency::{key_for, receipt_body, recorded};
 use super::tool_loop::{self, Answer};
 use super::{
-    Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput,
-    EventSender, ToolSet, event_stream,
+    Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender, ToolSet,
+    event_stream,
 };
 use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
 use crate::memory::{

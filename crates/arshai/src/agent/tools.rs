@@ -169,3 +169,35 @@ impl ToolSet {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_tool_is_reported_failed_at_its_timeout_and_the_others_still_answer() {
+        let tools = ToolSet::new()
+            .with(FnTool::new("slow", "Takes an hour", |_: Value| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok::<_, ToolError>("late".to_owned())
+            }))
+            .with(FnTool::new("quick", "Answers at once", |_: Value| async {
+                Ok::<_, ToolError>("now".to_owned())
+            }));
+        let call = |id: &str, name: &str| ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: "{}".into(),
+        };
+        let started = tokio::time::Instant::now();
+        let results = tools
+            .execute(&[call("1", "slow"), call("2", "quick")])
+            .await;
+        assert_eq!(started.elapsed(), tools.call_timeout);
+        assert!(
+            results[0].content.contains("did not finish within"),
+            "{results:?}"
+        );
+        assert_eq!(results[1].content, "now");
+    }
+}

@@ -69,9 +69,9 @@ fn conversation_header(headers: &HeaderMap) -> Result<Option<ConversationId>, Ap
     let Some(value) = headers.get(CONVERSATION_ID_HEADER) else {
         return Ok(None);
     };
-    let text = value
-        .to_str()
-        .map_err(|_| ApiError::InvalidRequest("X-Conversation-Id is not visible ASCII".to_owned()))?;
+    let text = value.to_str().map_err(|_| {
+        ApiError::InvalidRequest("X-Conversation-Id is not visible ASCII".to_owned())
+    })?;
     ConversationId::parse(text)
         .map(Some)
         .map_err(|error| ApiError::InvalidRequest(format!("X-Conversation-Id: {error}")))
