@@ -249,3 +249,59 @@ async fn a_busy_conversation_rejects_or_waits_for_the_lease() {
     );
     second.abort().await;
 }
+
+/// On virtual time: a turn that waits for a held conversation gives up with `Busy` exactly
+/// at its wait bound, however long that is, while the holder's lease is kept renewed; and a
+/// waiter is handed the conversation as soon as the holder commits.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_turn_is_bounded_by_its_wait_and_handed_over_on_commit() {
+    let store: Arc<dyn MemoryStore> = Arc::new(store(Duration::from_secs(3600), 100, 100));
+    let k = key("held");
+    let settings = LeaseSettings {
+        ttl: Duration::from_secs(5),
+        policy: LeasePolicy::Wait,
+        max_wait: Duration::from_secs(120),
+    };
+    let TurnStart::Open(holder) = Turn::begin(Arc::clone(&store), k.clone(), settings, None)
+        .await
+        .unwrap()
+    else {
+        panic!("a fresh conversation is open");
+    };
+    let started = tokio::time::Instant::now();
+    let waited = Turn::begin(Arc::clone(&store), k.clone(), settings, None).await;
+    assert!(
+        matches!(waited, Err(MemoryError::Busy)),
+        "{:?}",
+        waited.err()
+    );
+    assert_eq!(
+        started.elapsed(),
+        settings.max_wait,
+        "the wait ends at its bound, not earlier (the holder's lease is renewed meanwhile)"
+    );
+
+    let waiter = tokio::spawn({
+        let (store, k) = (Arc::clone(&store), k.clone());
+        async move { Turn::begin(store, k, settings, None).await }
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let committed_at = tokio::time::Instant::now();
+    holder
+        .commit(&[Message::user("first")], None)
+        .await
+        .unwrap();
+    let TurnStart::Open(mut next) = waiter.await.unwrap().unwrap() else {
+        panic!("the waiter gets the conversation");
+    };
+    assert!(
+        committed_at.elapsed() < Duration::from_millis(100),
+        "handed over on the commit, not on the 500 ms fallback poll: {:?}",
+        committed_at.elapsed()
+    );
+    assert_eq!(
+        next.take_conversation().messages.len(),
+        1,
+        "it sees the commit"
+    );
+}
