@@ -316,6 +316,7 @@ async fn leases_are_exclusive_and_released_only_by_their_owner(
                 ttl,
                 wait: Duration::from_secs(1),
                 idempotency: None,
+                history: None,
             };
             store.begin_turn(&k, &request).await
         }
@@ -607,7 +608,44 @@ async fn an_outage_gives_typed_errors_then_recovers(backend: Backend) -> anyhow:
     Ok(())
 }
 
+/// A turn's begin loads only the history window (the tail), and the version and fields are
+/// the whole conversation's.
+async fn a_turn_loads_only_its_history_window(backend: Backend) -> anyhow::Result<()> {
+    let env = Env::open(backend, |_| {}).await?;
+    let k = key("t", "windowed");
+    let messages: Vec<Message> = (0..7).map(|i| Message::user(format!("m{i}"))).collect();
+    let version = env.store.append(&k, &messages, None).await?;
+    let begin = |history, owner| BeginTurn {
+        owner,
+        ttl: Duration::from_secs(5),
+        wait: Duration::from_secs(1),
+        idempotency: None,
+        history,
+    };
+    for (history, expected) in [
+        (Some(3), vec!["m4", "m5", "m6"]),
+        (Some(100), vec!["m0", "m1", "m2", "m3", "m4", "m5", "m6"]),
+        (None, vec!["m0", "m1", "m2", "m3", "m4", "m5", "m6"]),
+    ] {
+        let Begun::Acquired(loaded) = env.store.begin_turn(&k, &begin(history, "w")).await? else {
+            anyhow::bail!("the lease is free");
+        };
+        ensure!(
+            texts(&loaded.messages) == expected,
+            "{history:?}: {:?}",
+            texts(&loaded.messages)
+        );
+        ensure!(
+            loaded.version == version,
+            "the version is the whole conversation's"
+        );
+        ensure!(env.store.release_lease(&k, "w").await?);
+    }
+    Ok(())
+}
+
 every_backend!(
+    a_turn_loads_only_its_history_window,
     round_trip,
     listing_is_paged_in_id_order,
     ttl_expires_and_every_write_refreshes_it,

@@ -234,6 +234,7 @@ async fn time_until_free(
         ttl: Duration::from_secs(5),
         wait: Duration::from_secs(1),
         idempotency: None,
+        history: None,
     };
     loop {
         // Errors (Redis still coming back) count as busy.
@@ -367,6 +368,7 @@ async fn a_crashed_holder_blocks_for_at_most_one_lease(backend: Backend) -> anyh
         ttl: lease,
         wait: lease,
         idempotency: None,
+        history: None,
     };
     assert!(matches!(
         env.store.begin_turn(&k, &crashed).await?,
@@ -534,6 +536,7 @@ async fn a_retried_commit_is_applied_once(backend: Backend) -> anyhow::Result<()
         ttl: LONG_LEASE,
         wait: LONG_LEASE,
         idempotency: None,
+        history: None,
     };
     assert!(matches!(
         env.store.begin_turn(&k, &begin).await?,

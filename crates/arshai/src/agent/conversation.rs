@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::idempotency::{key_for, receipt_body, recorded};
 use super::tool_loop::{self, Answer};
 use super::{
-    Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender, ToolSet,
-    event_stream,
+    Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender,
+    HistoryWindow, ToolSet, event_stream,
 };
 use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
 use crate::memory::{
@@ -33,6 +33,8 @@ pub struct ConversationAgentConfig {
     pub sampling: Sampling,
     /// How turns on one conversation are serialized.
     pub lease: LeaseSettings,
+    /// How much of the stored conversation each turn sends to the model.
+    pub history: HistoryWindow,
 }
 
 /// An agent that remembers: each turn loads the conversation, calls the LLM with the whole
@@ -107,6 +109,12 @@ impl ConversationAgentBuilder {
         self
     }
 
+    /// How much of the stored conversation each turn sends (default: [`HistoryWindow`]'s).
+    pub fn history(mut self, window: HistoryWindow) -> Self {
+        self.agent.config.history = window;
+        self
+    }
+
     /// Tools the model may call.
     pub fn tools(mut self, tools: ToolSet) -> Self {
         self.agent = self.agent.with_tools(tools);
@@ -175,11 +183,12 @@ impl ConversationAgent {
             &self.config.name,
             &input.messages,
         );
-        let turn = match Turn::begin(
+        let turn = match Turn::begin_with_history(
             Arc::clone(&self.memory),
             key,
             self.config.lease,
             idempotency.as_ref(),
+            self.config.history.max_messages,
         )
         .await?
         {
@@ -211,7 +220,7 @@ impl ConversationAgent {
         let stored = turn.take_conversation();
         let answered = self
             .answer(
-                stored.messages,
+                self.config.history.apply(stored.messages),
                 stored.working_memory.as_deref(),
                 &input,
                 events,

@@ -11,12 +11,14 @@
 //! - `conversation` — [`ConversationAgent`] and its builder.
 //! - `tool_loop` — the tool loop every turn runs (streamed or whole calls).
 //! - `tools` — [`Tool`], [`FnTool`], [`ToolSet`].
+//! - `history` — [`HistoryWindow`]: how much of the stored conversation a turn sends.
 //! - `registry` — agents by name, built from settings.
 //! - `idempotency` — the fingerprint, keyed conversations, receipts.
 
 mod conversation;
 mod error;
 mod event;
+mod history;
 mod idempotency;
 mod io;
 mod registry;
@@ -28,6 +30,7 @@ pub use error::AgentError;
 pub use event::{
     AgentEvent, AgentEventStream, EventSender, answer_once, collect_turn, event_stream,
 };
+pub use history::{DEFAULT_MAX_MESSAGES, HistoryWindow, estimated_tokens};
 pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput, ConversationRef, Delivery};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};

@@ -86,6 +86,7 @@ impl AgentRegistry {
                             max_tokens: agent.max_tokens,
                         },
                         lease: settings.memory.lease_settings(),
+                        history: super::HistoryWindow::default(),
                     },
                     llm,
                     Arc::clone(&memory),

@@ -395,7 +395,23 @@ impl MemoryStore for InMemoryStore {
             );
         }
         let conversation = slot
-            .map(|slot| lock(&slot).conversation.clone())
+            .map(|slot| {
+                let held = lock(&slot);
+                let stored = &held.conversation;
+                let skip = request
+                    .history
+                    .map_or(0, |window| stored.messages.len().saturating_sub(window));
+                // Only the window is copied out, so a turn's cost does not grow with the
+                // stored conversation.
+                Conversation {
+                    messages: stored.messages[skip..].to_vec(),
+                    working_memory: stored.working_memory.clone(),
+                    metadata: stored.metadata.clone(),
+                    version: stored.version,
+                    created_at_ms: stored.created_at_ms,
+                    updated_at_ms: stored.updated_at_ms,
+                }
+            })
             .unwrap_or_default();
         Ok(Begun::Acquired(conversation))
     }

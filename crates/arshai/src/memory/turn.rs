@@ -90,6 +90,9 @@ pub struct BeginTurn<'a> {
     pub wait: Duration,
     /// The turn's idempotency key, if the caller sent one.
     pub idempotency: Option<&'a IdempotencyKey>,
+    /// Load only this many of the most recent messages (`None`: all that are kept), so a
+    /// turn's cost does not grow with the stored conversation.
+    pub history: Option<usize>,
 }
 
 /// The store's answer to [`BeginTurn`].
@@ -218,6 +221,17 @@ impl Turn {
         settings: LeaseSettings,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<TurnStart, MemoryError> {
+        Self::begin_with_history(store, key, settings, idempotency, None).await
+    }
+
+    /// Like [`Turn::begin`], loading only the `history` most recent messages (`None`: all).
+    pub async fn begin_with_history(
+        store: Arc<dyn MemoryStore>,
+        key: ConversationKey,
+        settings: LeaseSettings,
+        idempotency: Option<&IdempotencyKey>,
+        history: Option<usize>,
+    ) -> Result<TurnStart, MemoryError> {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let started = Instant::now();
         let deadline = started + settings.max_wait;
@@ -237,6 +251,7 @@ impl Turn {
             ttl: settings.ttl,
             wait: settings.max_wait,
             idempotency,
+            history,
         };
         let mut woken = false;
         loop {

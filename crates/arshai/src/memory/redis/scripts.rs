@@ -82,7 +82,7 @@ end
 /// the holder's remaining lease.
 ///
 /// KEYS: hash, messages, lease, waiters, receipts. ARGV: owner, lease TTL ms, idempotency
-/// key (`''`: none), waiter flag TTL ms.
+/// key (`''`: none), waiter flag TTL ms, messages to load (the most recent; `0`: all).
 ///
 /// Returns `{2, receipt}`, `{0, lease PTTL}` or `{1, hash fields, messages}`. The turn's
 /// commit records its use in the indexes, so the begin does not.
@@ -100,7 +100,9 @@ if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return {1, h, {}} end
-return {1, h, redis.call('LRANGE', KEYS[2], 0, -1)}
+local first = 0
+if tonumber(ARGV[5]) > 0 then first = -tonumber(ARGV[5]) end
+return {1, h, redis.call('LRANGE', KEYS[2], first, -1)}
 "#;
 
 /// Every conversation write, a turn's commit included: retry guard, fencing, version

@@ -746,6 +746,7 @@ impl MemoryStore for RedisStore {
         let ttl = (request.ttl.as_millis().max(1) as u64).to_string();
         let wait = (request.wait.as_millis().max(1) as u64).to_string();
         let idempotency = request.idempotency.map_or("", |k| k.key.as_str());
+        let history = request.history.unwrap_or(0).to_string();
         let script_keys = [
             keys.hash.as_str(),
             &keys.messages,
@@ -762,6 +763,7 @@ impl MemoryStore for RedisStore {
                     ttl.as_bytes(),
                     idempotency.as_bytes(),
                     wait.as_bytes(),
+                    history.as_bytes(),
                 ],
             )
             .await?;
