@@ -549,6 +549,7 @@ async fn a_retried_commit_is_applied_once(backend: Backend) -> anyhow::Result<()
         write_id: "write-1",
         messages: &messages,
         receipt: None,
+        working_memory: None,
     };
     let first = env.store.commit_turn(&k, &commit).await?;
     let again = env.store.commit_turn(&k, &commit).await?;

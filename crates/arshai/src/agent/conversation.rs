@@ -13,7 +13,7 @@ use super::idempotency::{key_for, receipt_body, recorded};
 use super::tool_loop::{self, Answer};
 use super::{
     Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender,
-    HistoryWindow, ToolSet, event_stream,
+    HistoryWindow, ToolSet, WorkingMemory, event_stream,
 };
 use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
 use crate::memory::{
@@ -35,6 +35,8 @@ pub struct ConversationAgentConfig {
     pub lease: LeaseSettings,
     /// How much of the stored conversation each turn sends to the model.
     pub history: HistoryWindow,
+    /// Keep a working memory of each conversation (the `working_memory` agent type).
+    pub working_memory: Option<WorkingMemory>,
 }
 
 /// An agent that remembers: each turn loads the conversation, calls the LLM with the whole
@@ -112,6 +114,13 @@ impl ConversationAgentBuilder {
     /// How much of the stored conversation each turn sends (default: [`HistoryWindow`]'s).
     pub fn history(mut self, window: HistoryWindow) -> Self {
         self.agent.config.history = window;
+        self
+    }
+
+    /// Keeps a working memory of each conversation, revised by the model (the agent's type
+    /// becomes `working_memory`).
+    pub fn working_memory(mut self, memory: WorkingMemory) -> Self {
+        self.agent.config.working_memory = Some(memory);
         self
     }
 
@@ -218,10 +227,12 @@ impl ConversationAgent {
         events: &mut EventSender,
     ) -> Result<Option<AgentOutput>, AgentError> {
         let stored = turn.take_conversation();
+        let next_version = stored.version + 1;
+        let previous_memory = stored.working_memory;
         let answered = self
             .answer(
                 self.config.history.apply(stored.messages),
-                stored.working_memory.as_deref(),
+                previous_memory.as_deref(),
                 &input,
                 events,
             )
@@ -237,16 +248,45 @@ impl ConversationAgent {
                 return Err(error);
             }
         };
-        let output = output(Some(turn.key().id.clone()), answer);
+        let mut output = output(Some(turn.key().id.clone()), answer);
+        // The tool exchange is not kept, only the new messages and the answer.
+        let mut messages = input.messages;
+        messages.push(Message::assistant(output.reply.clone()));
+        let revised = match &self.config.working_memory {
+            Some(memory) if memory.is_due(next_version) => {
+                let revision = memory
+                    .revise(
+                        self.llm.as_ref(),
+                        self.config.model.clone(),
+                        previous_memory.as_deref(),
+                        &messages,
+                        input.request_id.clone(),
+                    )
+                    .await;
+                match revision {
+                    Ok((text, usage)) => {
+                        output.usage += usage;
+                        Some(text)
+                    }
+                    Err(error) => {
+                        tracing::warn!(conversation = %turn.key().id, %error,
+                            "the working memory was not revised; the turn is recorded without");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let body = match &idempotency {
             Some(_) => receipt_body(&output)?,
             None => String::new(),
         };
-        // The tool exchange is not kept, only the new messages and the answer.
-        let mut messages = input.messages;
-        messages.push(Message::assistant(output.reply.clone()));
-        turn.commit(&messages, idempotency.as_ref().map(|k| (k, body.as_str())))
-            .await?;
+        turn.commit_with_memory(
+            &messages,
+            idempotency.as_ref().map(|k| (k, body.as_str())),
+            revised.as_deref(),
+        )
+        .await?;
         Ok(Some(output))
     }
 
@@ -290,7 +330,11 @@ impl Agent for ConversationAgent {
     }
 
     fn agent_type(&self) -> &'static str {
-        "conversation"
+        if self.config.working_memory.is_some() {
+            "working_memory"
+        } else {
+            "conversation"
+        }
     }
 
     fn turn(self: Arc<Self>, input: AgentInput) -> AgentEventStream {

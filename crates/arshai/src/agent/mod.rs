@@ -11,6 +11,7 @@
 //! - `conversation` — [`ConversationAgent`] and its builder.
 //! - `tool_loop` — the tool loop every turn runs (streamed or whole calls).
 //! - `tools` — [`Tool`], [`FnTool`], [`ToolSet`].
+//! - `working_memory` — [`WorkingMemory`]: a running summary the model revises.
 //! - `history` — [`HistoryWindow`]: how much of the stored conversation a turn sends.
 //! - `registry` — agents by name, built from settings.
 //! - `idempotency` — the fingerprint, keyed conversations, receipts.
@@ -24,6 +25,7 @@ mod io;
 mod registry;
 mod tool_loop;
 mod tools;
+mod working_memory;
 
 pub use conversation::{ConversationAgent, ConversationAgentBuilder, ConversationAgentConfig};
 pub use error::AgentError;
@@ -35,6 +37,7 @@ pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput, ConversationRef, Delivery};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
 pub use tools::{FnTool, Tool, ToolError, ToolSet};
+pub use working_memory::{DEFAULT_INSTRUCTIONS as DEFAULT_MEMORY_INSTRUCTIONS, WorkingMemory};
 
 use std::sync::Arc;
 

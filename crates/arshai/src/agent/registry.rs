@@ -87,6 +87,7 @@ impl AgentRegistry {
                         },
                         lease: settings.memory.lease_settings(),
                         history: super::HistoryWindow::default(),
+                        working_memory: None,
                     },
                     llm,
                     Arc::clone(&memory),

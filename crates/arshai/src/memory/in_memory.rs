@@ -440,6 +440,9 @@ impl MemoryStore for InMemoryStore {
                 commit.expected_version,
                 max_messages,
             )?;
+            if let Some(text) = commit.working_memory {
+                entry.conversation.working_memory = Some(text.to_owned());
+            }
             if entry.commits.len() >= 2 {
                 entry.commits.pop_front();
             }

@@ -123,6 +123,9 @@ pub struct CommitTurn<'a> {
     pub messages: &'a [Message],
     /// The receipt to keep under the turn's idempotency key.
     pub receipt: Option<(&'a IdempotencyKey, &'a str)>,
+    /// The conversation's new working memory, written in the same atomic step (so, fenced by
+    /// the lease, it can never overwrite a newer one); `None` leaves it as it is.
+    pub working_memory: Option<&'a str>,
 }
 
 /// How a turn waited for its conversation, for metrics.
@@ -343,9 +346,20 @@ impl Turn {
     /// A version conflict under a held lease (a write that took no lease, such as a
     /// metadata update) is resolved by appending after it.
     pub async fn commit(
+        self,
+        messages: &[Message],
+        receipt: Option<(&IdempotencyKey, &str)>,
+    ) -> Result<u64, MemoryError> {
+        self.commit_with_memory(messages, receipt, None).await
+    }
+
+    /// Like [`Turn::commit`], replacing the conversation's working memory in the same
+    /// atomic step when `working_memory` is given.
+    pub async fn commit_with_memory(
         mut self,
         messages: &[Message],
         receipt: Option<(&IdempotencyKey, &str)>,
+        working_memory: Option<&str>,
     ) -> Result<u64, MemoryError> {
         self.renewal.abort();
         let write_id = uuid::Uuid::new_v4().simple().to_string();
@@ -355,6 +369,7 @@ impl Turn {
             write_id: &write_id,
             messages,
             receipt,
+            working_memory,
         };
         let store = Arc::clone(&self.guard.store);
         let result = match store.commit_turn(&self.guard.key, &commit).await {

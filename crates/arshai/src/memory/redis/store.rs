@@ -814,7 +814,10 @@ impl MemoryStore for RedisStore {
                     expected_version: commit.expected_version,
                     write_id: commit.write_id,
                     messages: commit.messages,
-                    fields: Vec::new(),
+                    fields: commit
+                        .working_memory
+                        .map(|text| vec![(WORKING_MEMORY.to_owned(), text.to_owned())])
+                        .unwrap_or_default(),
                     receipt: commit.receipt,
                 },
             )
