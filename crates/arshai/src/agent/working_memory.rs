@@ -41,7 +41,7 @@ impl Default for WorkingMemory {
 impl WorkingMemory {
     /// Whether the turn that will make the conversation's version `next_version` revises.
     pub fn is_due(&self, next_version: u64) -> bool {
-        next_version % u64::from(self.every_turns.max(1)) == 0
+        next_version.is_multiple_of(u64::from(self.every_turns.max(1)))
     }
 
     /// The revised memory (and the call's usage) from `previous` and the new `exchange`.
