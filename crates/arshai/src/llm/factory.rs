@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::gemini::GeminiClient;
-use super::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
+use super::providers::gemini::{self, GeminiClient};
+use super::providers::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
+use super::providers::openrouter;
 use super::{
     CallLimiter, CircuitBreaker, CircuitClient, FallbackClient, LimitedClient, LlmClient, LlmError,
     LlmEvents, NoEvents, RetryPolicy, RetryingClient, host_of,
@@ -141,12 +142,12 @@ impl ClientFactory {
                 .gemini
                 .base_url
                 .clone()
-                .unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_owned()),
+                .unwrap_or_else(|| gemini::DEFAULT_BASE_URL.to_owned()),
             ProviderChoice::Openrouter => settings
                 .openrouter
                 .base_url
                 .clone()
-                .unwrap_or_else(|| super::openrouter::DEFAULT_BASE_URL.to_owned()),
+                .unwrap_or_else(|| openrouter::DEFAULT_BASE_URL.to_owned()),
         };
         let client: Arc<dyn LlmClient> = match resolved {
             ProviderChoice::Openai | ProviderChoice::Auto => {
@@ -184,7 +185,7 @@ impl ClientFactory {
 
 #[cfg(feature = "local-model")]
 fn local_client(settings: &ProvidersSettings) -> Result<Arc<dyn LlmClient>, LlmError> {
-    Ok(Arc::new(super::local::LocalClient::new(&settings.local)?))
+    Ok(Arc::new(super::LocalClient::new(&settings.local)?))
 }
 
 #[cfg(not(feature = "local-model"))]

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::LlmError;
 use super::dns_cache::{CachingResolver, SharedResolver};
+use crate::llm::LlmError;
 
 /// Connection pool and timeout settings for one provider's HTTP client.
 ///
