@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arshai::Settings;
 use arshai::agent::{AgentRegistry, RegistryError};
 use arshai::memory::{MemoryError, MemoryStore, open_store};
 
@@ -10,6 +9,7 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
+use crate::settings::Settings;
 
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
@@ -52,8 +52,12 @@ impl AppState {
         let memory = MeteredMemory::wrap(open_store(&settings.memory).await?, Arc::clone(&metrics));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
         let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
-        let agents =
-            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?;
+        let agents = AgentRegistry::from_settings_with(
+            &settings.library(),
+            Arc::clone(&memory),
+            events,
+            &wrap_llm,
+        )?;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
             settings: Arc::new(settings),

@@ -11,6 +11,7 @@ mod event;
 mod idempotency;
 mod io;
 mod registry;
+mod settings;
 mod tools;
 mod turn_request;
 
@@ -22,6 +23,7 @@ pub use event::{
 pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
+pub use settings::{AgentSettings, AgentType, Settings, validate_agents};
 pub use tools::{FnTool, Tool, ToolError, ToolSet, ToolTurn};
 pub use turn_request::TurnRequest;
 

@@ -1,4 +1,4 @@
-//! Builds LLM clients from [`crate::settings::ProvidersSettings`], one per provider, shared
+//! Builds LLM clients from [`super::ProvidersSettings`], one per provider, shared
 //! by every agent that uses it.
 //!
 //! Each provider's client is composed from small units, innermost first: the provider's wire
@@ -14,9 +14,8 @@ use super::providers::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
 use super::providers::openrouter;
 use super::{
     CallLimiter, CircuitBreaker, CircuitClient, FallbackClient, LimitedClient, LlmClient, LlmError,
-    LlmEvents, NoEvents, RetryPolicy, RetryingClient, host_of,
+    LlmEvents, NoEvents, ProviderChoice, ProvidersSettings, RetryPolicy, RetryingClient, host_of,
 };
-use crate::settings::{ProviderChoice, ProvidersSettings};
 
 /// Creates each provider's client once and hands out shared references.
 pub struct ClientFactory {

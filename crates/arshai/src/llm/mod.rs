@@ -17,11 +17,13 @@
 //! - `structured` — typed answers from a JSON schema ([`chat_structured`]).
 //! - `status` — HTTP statuses and transport failures mapped to [`LlmError`].
 //! - `factory` — [`ClientFactory`]: one client per provider, composed from the settings.
+//! - `settings` — [`ProvidersSettings`], the `[providers]` section, and [`ProviderChoice`].
 //!
 //! And three folders:
 //!
 //! - [`providers`] — one module per provider: [`openai`] (and every OpenAI-compatible
-//!   endpoint), [`azure`], [`gemini`], [`openrouter`], and `local`, the embedded model.
+//!   endpoint), [`azure`], [`gemini`], [`openrouter`], and `local`, the embedded model
+//!   (its settings, [`LocalProviderSettings`], in `local_settings`, built with or without it).
 //! - `resilience` — layers around any client: [`RetryingClient`], [`CircuitClient`],
 //!   [`FallbackClient`], [`LimitedClient`].
 //! - `transport` — what the HTTP providers share: the pooled client ([`build_http_client`]),
@@ -33,6 +35,7 @@ mod factory;
 mod observer;
 pub mod providers;
 mod resilience;
+mod settings;
 mod status;
 mod structured;
 mod tool_definition;
@@ -43,10 +46,14 @@ pub use client::{LlmClient, StreamEvent};
 pub use error::LlmError;
 pub use factory::ClientFactory;
 pub use observer::{CircuitState, LlmEvents, NoEvents};
+pub use providers::local_settings::{
+    DEFAULT_MODEL_PATH, LocalProviderSettings, MAX_CONTEXT_TOKENS,
+};
 pub use resilience::circuit::{CircuitBreaker, CircuitClient, CircuitSettings, Permit};
 pub use resilience::fallback::FallbackClient;
 pub use resilience::limiter::{CallLimiter, LimitedClient, Slots, host_of};
 pub use resilience::retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
+pub use settings::{OpenAiProviderSettings, ProviderChoice, ProvidersSettings};
 pub use structured::{ResponseFormat, StructuredError, chat_structured, parse_structured};
 pub use tool_definition::{ToolDefinition, schema_of};
 pub use transport::dns_cache::{CachingResolver, SharedResolver};
