@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use arshai::settings::AdmissionSettings;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::{Metrics, RejectionLabels};
+use crate::settings::AdmissionSettings;
 
 /// Why a turn was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

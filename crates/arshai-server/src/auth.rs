@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 
 use arshai::memory::ConversationKey;
-use arshai::settings::{ApiKeySettings, AuthSettings};
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -21,6 +20,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::settings::{ApiKeySettings, AuthSettings};
 use crate::{ApiError, AppState};
 
 /// Why the keys could not be loaded. Never contains a key.

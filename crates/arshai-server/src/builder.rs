@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use arshai::Settings;
+use crate::settings::Settings;
 use arshai::agent::Agent;
 use arshai::memory::MemoryStore;
 use tokio::net::TcpListener;

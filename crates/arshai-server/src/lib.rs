@@ -32,6 +32,7 @@ pub mod readiness;
 pub mod request_id;
 pub mod routes;
 mod server;
+pub mod settings;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;

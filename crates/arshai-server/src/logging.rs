@@ -2,13 +2,13 @@
 
 use std::io::IsTerminal;
 
-use arshai::settings::LogFormat;
 use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use crate::settings::LogFormat;
 use crate::telemetry::Traces;
 
 /// The environment variable that overrides `logging.format` (`json`, `pretty`, `auto`).

@@ -3,9 +3,9 @@
 use std::io::Read;
 
 use anyhow::Context;
-use arshai::Settings;
 use arshai::settings::environment::IgnoredEnvironment;
 use arshai_server::cli::{Cli, Command, ServeArgs};
+use arshai_server::settings::{Settings, env_names};
 use arshai_server::telemetry::Traces;
 use arshai_server::{AppState, auth, bench, logging, probe, serve, shutdown};
 use clap::Parser;
@@ -42,7 +42,7 @@ async fn run_server(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args.config.as_deref())?;
     let traces = Traces::start(tokio::runtime::Handle::current())?;
     logging::init(settings.logging.format, traces.as_ref());
-    let ignored = IgnoredEnvironment::read();
+    let ignored = IgnoredEnvironment::read(&env_names::NAMES);
     if !ignored.is_empty() {
         tracing::warn!(
             ignored = %ignored.prefixed.join(", "),

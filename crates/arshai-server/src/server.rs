@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arshai::settings::AdmissionSettings;
 use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
@@ -20,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::metrics::Metrics;
+use crate::settings::AdmissionSettings;
 
 /// Pause after a failed `accept` (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use arshai::Settings;
 use arshai::agent::{Agent, AgentRegistry, RegistryError};
 use arshai::memory::{MemoryError, MemoryStore, open_store};
 
@@ -10,6 +9,7 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
+use crate::settings::Settings;
 
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
@@ -70,7 +70,12 @@ impl AppState {
         let mut registry = if settings.agents.is_empty() && !agents.is_empty() {
             AgentRegistry::default()
         } else {
-            AgentRegistry::from_settings_with(&settings, Arc::clone(&memory), events, &wrap_llm)?
+            AgentRegistry::from_settings_with(
+                &settings.library(),
+                Arc::clone(&memory),
+                events,
+                &wrap_llm,
+            )?
         };
         for agent in agents {
             registry.insert(agent);

@@ -3,8 +3,8 @@
 
 mod support;
 
-use arshai::settings::{ApiKeySettings, AuthSettings};
 use arshai_server::auth::hash_key;
+use arshai_server::settings::{ApiKeySettings, AuthSettings};
 use arshai_testkit::FakeUpstream;
 use serde_json::{Value, json};
 use support::{TestServer, settings_for};

@@ -5,10 +5,10 @@ mod support;
 use std::io::Write;
 use std::path::PathBuf;
 
-use arshai::Settings;
 use arshai::settings::MemoryProvider;
 use arshai_server::AppState;
 use arshai_server::auth::hash_key;
+use arshai_server::settings::Settings;
 use arshai_testkit::FakeUpstream;
 use serde_json::json;
 use support::TestServer;

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use arshai::Settings;
 use arshai::settings::AgentType;
+use arshai_server::settings::Settings;
 
 #[test]
 fn the_example_config_loads() {

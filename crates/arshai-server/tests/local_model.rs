@@ -6,7 +6,7 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use arshai::Settings;
+use arshai_server::settings::Settings;
 use arshai_testkit::FakeUpstream;
 use serde_json::json;
 use support::TestServer;

@@ -9,8 +9,10 @@
 //!   processes on ephemeral loopback ports, killed on drop, for memory-store tests.
 
 mod redis;
+mod scripted;
 mod upstream;
 mod wire;
 
 pub use redis::{RedisCluster, RedisSentinelGroup, RedisServer, redis_cli};
-pub use upstream::{FakeUpstream, Recorded, Reply, ScriptedToolCall, StreamFault, UpstreamOptions};
+pub use scripted::ScriptedToolCall;
+pub use upstream::{FakeUpstream, Recorded, Reply, StreamFault, UpstreamOptions};

@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::scripted::ScriptedToolCall;
 use crate::wire::{self, Answer, Wire};
 
 /// How many received requests are kept for inspection (oldest dropped first).
@@ -33,15 +34,6 @@ const STALL: Duration = Duration::from_secs(600);
 
 /// Pause before an injected disconnect, so the frames before it are delivered.
 const FLUSH_PAUSE: Duration = Duration::from_millis(50);
-
-/// A tool call the fake model makes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScriptedToolCall {
-    /// The tool's name.
-    pub name: String,
-    /// The arguments, verbatim (may be invalid JSON on purpose).
-    pub arguments: String,
-}
 
 /// How a streamed answer breaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use crate::upstream::ScriptedToolCall;
+use crate::scripted::ScriptedToolCall;
 
 /// Which provider's format a request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

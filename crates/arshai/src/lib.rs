@@ -10,14 +10,17 @@
 //! 3. [`memory`] — conversation memory with sliding TTL, `max_conversations` and atomic,
 //!    versioned appends, so that no message is lost when instances race on a conversation.
 //!
-//! [`settings`] loads the whole configuration: defaults < TOML file < environment.
+//! Each layer owns its settings section; [`settings`] loads them: defaults < TOML file <
+//! environment.
 
 pub mod agent;
+mod invalid_setting;
 pub mod llm;
 pub mod memory;
 pub mod settings;
 
+pub use agent::Settings;
 pub use agent::{Agent, AgentError, AgentInput, AgentOutput, ConversationAgent};
+pub use invalid_setting::InvalidSetting;
 pub use llm::{ChatRequest, ChatResponse, LlmClient, LlmError, Message, Role, Usage};
 pub use memory::{ConversationId, ConversationKey, MemoryError, MemoryStore};
-pub use settings::Settings;

@@ -9,7 +9,6 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use arshai::agent::{AgentError, AgentEvent, AgentEventStream};
-use arshai::settings::Settings;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio::time::Instant;
 
 use crate::ApiError;
+use crate::settings::Settings;
 
 /// A turn's events once its first one arrived; errors are [`ApiError`]s, and the stream
 /// ends after the first error or after [`AgentEvent::Done`].

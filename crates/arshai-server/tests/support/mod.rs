@@ -8,8 +8,8 @@ pub mod sse;
 
 use std::net::SocketAddr;
 
-use arshai::Settings;
 use arshai::settings::AgentSettings;
+use arshai_server::settings::Settings;
 use arshai_server::{AppState, serve};
 use arshai_testkit::FakeUpstream;
 use tokio::net::TcpListener;

@@ -23,6 +23,7 @@ mod history;
 mod idempotency;
 mod io;
 mod registry;
+mod settings;
 mod tool_loop;
 mod tools;
 mod working_memory;
@@ -36,6 +37,7 @@ pub use history::{DEFAULT_MAX_MESSAGES, HistoryWindow, estimated_tokens};
 pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput, ConversationRef, Delivery};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
+pub use settings::{AgentSettings, AgentType, Settings, validate_agents};
 pub use tools::{FnTool, Tool, ToolError, ToolSet};
 pub use working_memory::{DEFAULT_INSTRUCTIONS as DEFAULT_MEMORY_INSTRUCTIONS, WorkingMemory};
 

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::settings::{AgentSettings, AgentType, Settings};
 use super::{Agent, ConversationAgent, ConversationAgentConfig};
 use crate::llm::{ClientFactory, LlmClient, LlmError, LlmEvents, NoEvents, Sampling};
 use crate::memory::MemoryStore;
-use crate::settings::{AgentSettings, AgentType, Settings};
 
 /// The system prompt of the agent added when the settings declare none.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful assistant. Answer briefly and plainly.";

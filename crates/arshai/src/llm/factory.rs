@@ -1,4 +1,4 @@
-//! Builds LLM clients from [`crate::settings::ProvidersSettings`], one per provider, shared
+//! Builds LLM clients from [`super::ProvidersSettings`], one per provider, shared
 //! by every agent that uses it.
 //!
 //! Each provider's client is composed from small units, innermost first: the provider's wire
@@ -9,13 +9,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::gemini::GeminiClient;
-use super::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
+use super::providers::gemini::{self, GeminiClient};
+use super::providers::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
+use super::providers::openrouter;
 use super::{
     CallLimiter, CircuitBreaker, CircuitClient, FallbackClient, LimitedClient, LlmClient, LlmError,
-    LlmEvents, NoEvents, RetryPolicy, RetryingClient, host_of,
+    LlmEvents, NoEvents, ProviderChoice, ProvidersSettings, RetryPolicy, RetryingClient, host_of,
 };
-use crate::settings::{ProviderChoice, ProvidersSettings};
 
 /// Creates each provider's client once and hands out shared references.
 pub struct ClientFactory {
@@ -141,12 +141,12 @@ impl ClientFactory {
                 .gemini
                 .base_url
                 .clone()
-                .unwrap_or_else(|| super::gemini::DEFAULT_BASE_URL.to_owned()),
+                .unwrap_or_else(|| gemini::DEFAULT_BASE_URL.to_owned()),
             ProviderChoice::Openrouter => settings
                 .openrouter
                 .base_url
                 .clone()
-                .unwrap_or_else(|| super::openrouter::DEFAULT_BASE_URL.to_owned()),
+                .unwrap_or_else(|| openrouter::DEFAULT_BASE_URL.to_owned()),
         };
         let client: Arc<dyn LlmClient> = match resolved {
             ProviderChoice::Openai | ProviderChoice::Auto => {
@@ -184,7 +184,7 @@ impl ClientFactory {
 
 #[cfg(feature = "local-model")]
 fn local_client(settings: &ProvidersSettings) -> Result<Arc<dyn LlmClient>, LlmError> {
-    Ok(Arc::new(super::local::LocalClient::new(&settings.local)?))
+    Ok(Arc::new(super::LocalClient::new(&settings.local)?))
 }
 
 #[cfg(not(feature = "local-model"))]

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::tool::schema_of;
+use super::tool_definition::schema_of;
 use super::{ChatRequest, ChatResponse, LlmClient, LlmError};
 
 /// The shape the answer must have.

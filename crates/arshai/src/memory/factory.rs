@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    InMemoryStore, InMemoryStoreConfig, MemoryError, MemoryStore, RedisStore, RedisStoreConfig,
+    InMemoryStore, InMemoryStoreConfig, MemoryError, MemoryProvider, MemorySettings, MemoryStore,
+    RedisStore, RedisStoreConfig,
 };
-use crate::settings::{MemoryProvider, MemorySettings};
 
 /// Opens the backend selected by `memory_provider` (or by a Redis URL being set).
 pub async fn open_store(settings: &MemorySettings) -> Result<Arc<dyn MemoryStore>, MemoryError> {

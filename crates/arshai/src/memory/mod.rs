@@ -11,6 +11,7 @@ mod error;
 mod factory;
 mod in_memory;
 pub mod redis;
+mod settings;
 mod store;
 mod turn;
 mod wake;
@@ -23,6 +24,7 @@ pub use error::MemoryError;
 pub use factory::open_store;
 pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
 pub use redis::{RedisStore, RedisStoreConfig, RedisTopology};
+pub use settings::{MemoryProvider, MemorySettings};
 pub use store::MemoryStore;
 pub use turn::{
     BeginTurn, Begun, CommitTurn, FALLBACK_POLL, IdempotencyKey, LeasePolicy, LeaseSettings,

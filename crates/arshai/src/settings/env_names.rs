@@ -5,7 +5,8 @@
 //! every Service in the namespace (a Service named `arshai` yields `ARSHAI_SERVICE_PORT`, one
 //! named `redis` yields `REDIS_PORT`), and tools add their own `ARSHAI_*` variables. So only
 //! two shapes are settings: `ARSHAI_<SECTION>__<KEY>` (a double underscore after the prefix)
-//! and the plain names of [`PLAIN`]. See [`crate::settings::environment`] for the rule.
+//! and the plain names of [`PLAIN`] (plus an application's own, [`EnvNames`]). See
+//! [`crate::settings::environment`] for the rule.
 
 /// Prefix of the structured variables: `ARSHAI_<SECTION>__<KEY>`, e.g.
 /// `ARSHAI_MEMORY__TTL_SECONDS`.
@@ -13,10 +14,6 @@ pub const PREFIX: &str = "ARSHAI_";
 
 /// Separator between section and key in structured variables.
 pub const SEPARATOR: &str = "__";
-
-/// Variables under [`PREFIX`] that the `arshai` binary reads itself (not settings keys):
-/// they are neither loaded as settings nor warned about.
-pub const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_FORMAT", "BENCH_API_KEY"];
 
 /// Schemes of the service-link variables Kubernetes injects (`REDIS_PORT=tcp://10.0.0.1:6379`).
 /// A plain name whose value starts with one of them is a service link, not a setting.
@@ -41,3 +38,28 @@ pub const PLAIN: &[(&str, &str)] = &[
     ("OPENROUTER_API_KEY", "providers.openrouter.api_key"),
     ("OPENROUTER_BASE_URL", "providers.openrouter.base_url"),
 ];
+
+/// The names an application adds to the library's: plain names for its own keys, and the
+/// `ARSHAI_*` variables it reads itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvNames {
+    /// Plain names of the application's keys, beyond [`PLAIN`], each mapped to the dotted
+    /// key it sets.
+    pub plain: &'static [(&'static str, &'static str)],
+    /// Variables under [`PREFIX`] (named without it, `CONFIG` for `ARSHAI_CONFIG`) that the
+    /// application reads itself: they are not settings, and not reported as ignored.
+    pub not_settings: &'static [&'static str],
+}
+
+impl EnvNames {
+    /// The library's names alone: [`PLAIN`], and no variable of an application's own.
+    pub const LIBRARY: Self = Self {
+        plain: &[],
+        not_settings: &[],
+    };
+
+    /// Every plain name with its key: [`PLAIN`], then the application's.
+    pub fn plain_names(&self) -> impl Iterator<Item = (&'static str, &'static str)> {
+        PLAIN.iter().chain(self.plain).copied()
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::settings::MemorySettings;
+use crate::memory::MemorySettings;
 
 /// Where the Redis data lives.
 #[derive(Clone, PartialEq, Eq)]

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::Deserialize;
 
-use super::openai::{WireUsage, null_as_default};
-use super::sse::{ChunkDecoder, Flow};
-use super::status::WireError;
-use super::{FinishReason, LlmError, StreamEvent, ToolCall};
+use super::wire::WireUsage;
+use crate::llm::providers::lenient_json::null_as_default;
+use crate::llm::status::WireError;
+use crate::llm::transport::sse::{ChunkDecoder, Flow};
+use crate::llm::{FinishReason, LlmError, StreamEvent, ToolCall};
 
 /// Decodes OpenAI-compatible stream chunks into [`StreamEvent`]s.
 ///

@@ -9,7 +9,7 @@ use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{ChatRequest, ChatResponse, LlmClient, LlmError, LlmEvents, StreamEvent};
+use crate::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, LlmEvents, StreamEvent};
 
 /// Retry settings of a provider (`[providers.retry]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

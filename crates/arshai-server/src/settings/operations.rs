@@ -1,10 +1,11 @@
 //! Settings of the server's operational surface: admission control, shutdown, auth, logs.
 //!
-//! They live in the library's [`super::Settings`] so that one file and one set of
-//! environment variables configure the whole process; only `arshai-server` reads them.
+//! They sit next to the library's sections in [`super::Settings`], so that one file and one
+//! set of environment variables configure the whole process.
 
 use std::path::PathBuf;
 
+use arshai::settings::InvalidSetting;
 use serde::{Deserialize, Serialize};
 
 /// Admission control and connection limits (`[admission]`).
@@ -43,6 +44,29 @@ impl Default for AdmissionSettings {
     }
 }
 
+impl AdmissionSettings {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_seconds([
+            (
+                "admission.queue_timeout_seconds",
+                self.queue_timeout_seconds,
+            ),
+            (
+                "admission.header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+        ])?;
+        InvalidSetting::check_at_least_one([
+            (
+                "admission.max_in_flight_turns",
+                self.max_in_flight_turns as u64,
+            ),
+            ("admission.max_connections", self.max_connections as u64),
+        ])
+    }
+}
+
 /// Graceful shutdown (`[shutdown]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +84,13 @@ impl Default for ShutdownSettings {
     }
 }
 
+impl ShutdownSettings {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_seconds([("shutdown.grace_seconds", self.grace_seconds)])
+    }
+}
+
 /// API-key authentication (`[auth]`). Off by default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -71,6 +102,22 @@ pub struct AuthSettings {
     /// A TOML file with more `[[keys]]` entries (same shape as `keys`), so that secrets can
     /// live in a mounted secret rather than in the main settings file.
     pub keys_file: Option<PathBuf>,
+}
+
+impl AuthSettings {
+    /// Checks that each inline key names a tenant and exactly one of its key or hash.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        for (index, key) in self.keys.iter().enumerate() {
+            if key.tenant.is_empty() || key.sha256.is_some() == key.key.is_some() {
+                return Err(InvalidSetting::new(
+                    format!("auth.keys[{index}]"),
+                    "(hidden)",
+                    "needs a non-empty tenant and exactly one of `sha256` or `key`",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One API key and the tenant it belongs to.

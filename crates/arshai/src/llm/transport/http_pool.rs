@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::LlmError;
 use super::dns_cache::{CachingResolver, SharedResolver};
+use crate::InvalidSetting;
+use crate::llm::LlmError;
 
 /// Connection pool and timeout settings for one provider's HTTP client.
 ///
@@ -72,6 +73,48 @@ impl HttpPoolSettings {
     /// The longest wait for the next bytes of a streamed answer.
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.read_timeout_seconds)
+    }
+
+    /// Checks ranges (`[providers.http]`).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        InvalidSetting::check_seconds([
+            (
+                "providers.http.request_timeout_seconds",
+                self.request_timeout_seconds,
+            ),
+            (
+                "providers.http.connect_timeout_seconds",
+                self.connect_timeout_seconds,
+            ),
+            (
+                "providers.http.idle_timeout_seconds",
+                self.idle_timeout_seconds,
+            ),
+            (
+                "providers.http.tcp_keepalive_seconds",
+                self.tcp_keepalive_seconds,
+            ),
+            (
+                "providers.http.read_timeout_seconds",
+                self.read_timeout_seconds,
+            ),
+            ("providers.http.pool_wait_seconds", self.pool_wait_seconds),
+        ])?;
+        if self.max_in_flight == 0 || self.max_in_flight_per_host == 0 {
+            return Err(InvalidSetting::new(
+                "providers.http.max_in_flight",
+                0,
+                "limits of calls in flight must be at least 1",
+            ));
+        }
+        if !(self.ttl_dns_cache_seconds >= 0.0 && self.ttl_dns_cache_seconds < 1e9) {
+            return Err(InvalidSetting::new(
+                "providers.http.ttl_dns_cache_seconds",
+                self.ttl_dns_cache_seconds,
+                "must be a number of seconds, 0 or more",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -10,10 +10,12 @@ use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::openai::{checked_base_url, null_as_default, secret_header};
-use super::sse::{self, ChunkDecoder, Flow};
-use super::status::{check_status, transport_error};
-use super::{
+use super::lenient_json::null_as_default;
+use crate::llm::status::{check_status, transport_error};
+use crate::llm::transport::endpoint::{checked_base_url, secret_header};
+use crate::llm::transport::propagation;
+use crate::llm::transport::sse::{self, ChunkDecoder, Flow};
+use crate::llm::{
     ChatRequest, ChatResponse, FinishReason, HttpPoolSettings, LlmClient, LlmError, Message, Role,
     StreamEvent, ToolCall, Usage, build_http_client,
 };
@@ -98,7 +100,7 @@ impl GeminiClient {
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
-        super::propagation::propagate(builder)
+        propagation::propagate(builder)
     }
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::openai::{OpenAiClient, OpenAiConfig};
-use super::{HttpPoolSettings, LlmError};
+use crate::llm::{HttpPoolSettings, LlmError};
 
 /// The public OpenRouter API, used when no base URL is configured.
 pub const DEFAULT_BASE_URL: &str = "https://openrouter.ai/api/v1";

@@ -10,7 +10,7 @@ use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent};
+use crate::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent};
 
 /// Slots for calls in flight, shared by every provider client of a factory.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent};
+use crate::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent};
 
 /// Tries each client in order until one answers.
 ///

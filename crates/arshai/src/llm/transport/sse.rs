@@ -9,7 +9,7 @@ use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::stream::{self, Stream, StreamExt};
 
-use super::{LlmError, StreamEvent};
+use crate::llm::{LlmError, StreamEvent};
 
 /// What a decoder wants after one event's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

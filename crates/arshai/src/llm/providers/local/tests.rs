@@ -12,10 +12,10 @@ use super::sampler::Sampler;
 use super::text_stream::TextStream;
 use super::tokenizer::{ChatTokenizer, render_turn};
 use super::{LocalClient, MODEL_NAME};
+use crate::llm::LocalProviderSettings;
 use crate::llm::{
     ChatRequest, FinishReason, LlmClient, LlmError, Message, Role, Sampling, StreamEvent,
 };
-use crate::settings::LocalProviderSettings;
 
 fn settings() -> LocalProviderSettings {
     LocalProviderSettings::default()

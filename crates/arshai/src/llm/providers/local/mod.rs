@@ -34,7 +34,7 @@ use self::engine::{Engine, Job};
 use self::model::ModelHeader;
 use self::worker::WorkerPool;
 use crate::llm::{ChatRequest, ChatResponse, LlmClient, LlmError, StreamEvent, Usage};
-use crate::settings::{LocalProviderSettings, MAX_CONTEXT_TOKENS};
+use crate::llm::{LocalProviderSettings, MAX_CONTEXT_TOKENS};
 
 /// The provider name in errors, logs and metrics.
 pub const PROVIDER: &str = "local";

@@ -9,7 +9,9 @@ use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::{ChatRequest, ChatResponse, CircuitState, LlmClient, LlmError, LlmEvents, StreamEvent};
+use crate::llm::{
+    ChatRequest, ChatResponse, CircuitState, LlmClient, LlmError, LlmEvents, StreamEvent,
+};
 
 /// Circuit-breaker settings of a provider (`[providers.circuit]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::SettingsError;
+use crate::InvalidSetting;
 
 /// Where `scripts/fetch-model` puts the model, relative to the repository root.
 pub const DEFAULT_MODEL_PATH: &str = "models/SmolLM2-135M-Instruct-Q4_1.gguf";
@@ -60,11 +60,9 @@ impl LocalProviderSettings {
     }
 
     /// Checks ranges.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        let invalid = |key: &str, value: usize, reason: &str| SettingsError::Invalid {
-            key: format!("providers.local.{key}"),
-            value: value.to_string(),
-            reason: reason.to_owned(),
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let invalid = |key: &str, value: usize, reason: &str| {
+            InvalidSetting::new(format!("providers.local.{key}"), value, reason)
         };
         for (key, value) in [
             ("threads", self.threads),

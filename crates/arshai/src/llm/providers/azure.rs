@@ -6,8 +6,9 @@
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
-use super::openai::{OpenAiClient, checked_base_url, secret_header};
-use super::{HttpPoolSettings, LlmError};
+use super::openai::OpenAiClient;
+use crate::llm::transport::endpoint::{checked_base_url, secret_header};
+use crate::llm::{HttpPoolSettings, LlmError};
 
 const PROVIDER: &str = "azure";
 
