@@ -13,6 +13,8 @@
 //! [`settings`] loads the whole configuration: defaults < TOML file < environment.
 
 pub mod agent;
+pub mod cache;
+pub mod limits;
 pub mod llm;
 pub mod memory;
 pub mod settings;
