@@ -2,11 +2,12 @@
 //! arithmetic both backends share: the in-process backend runs [`admit`] itself, the Redis
 //! backend runs the same steps in Lua ([`super::scripts::RATE_CHECK`]).
 //!
-//! GCRA (generic cell rate algorithm) keeps one number per cell, the theoretical arrival
-//! time `tat`: a call costing `cost` moves it to `max(tat, now) + cost × interval`, where
-//! `interval = 60 s / limit`, and is admitted if that is at most one period ahead of now.
-//! So a full cell admits a burst of `limit` at once, then refills continuously at
-//! `limit` per minute.
+//! GCRA (generic cell rate algorithm), in its leaky-bucket form: a cell holds a `level`
+//! (the cost admitted and not yet drained) and when it was last updated; the level drains
+//! continuously at `limit` per minute. A call costing `cost` is admitted if
+//! `drained + cost ≤ limit`. So a full cell admits a burst of `limit` at once, then
+//! `limit` per minute. Keeping the level (at most `limit`) rather than a theoretical
+//! arrival time (microseconds since the epoch) keeps the arithmetic exact in doubles.
 
 use std::time::Duration;
 
@@ -16,6 +17,24 @@ use super::subject::Subject;
 
 /// The period every rate is expressed over, in microseconds.
 pub(crate) const PERIOD_US: f64 = 60_000_000.0;
+
+/// Tolerance on `level ≤ limit` for the drained part's rounding (far below one unit).
+pub(crate) const EPSILON: f64 = 1e-6;
+
+/// A cell's stored state: the undrained level at `at` (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct Level {
+    pub(crate) level: f64,
+    pub(crate) at: f64,
+}
+
+impl Level {
+    /// The level drained to `now`.
+    fn drained(self, now: f64, limit: u64) -> f64 {
+        let elapsed = (now - self.at).max(0.0);
+        (self.level - elapsed * limit as f64 / PERIOD_US).max(0.0)
+    }
+}
 
 /// One limit a check touches.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,61 +111,53 @@ pub(crate) struct CellState {
     pub(crate) reset_us: f64,
 }
 
-/// Whether a call costing `cost` fits a cell whose arrival time is `tat` at `now`, and the
-/// new arrival time if it does (all in microseconds).
-pub(crate) fn fits(tat: f64, now: f64, limit: u64, cost: u64) -> (bool, f64, f64) {
-    let interval = PERIOD_US / limit as f64;
-    let new_tat = tat.max(now) + cost as f64 * interval;
-    // Half an interval of slack absorbs the rounding of stored times to whole microseconds.
-    let over = new_tat - now - PERIOD_US;
-    (over <= interval * 0.5, new_tat, over.max(0.0))
-}
-
-/// The state of a cell whose arrival time is `tat` at `now`.
-pub(crate) fn state(tat: f64, now: f64, limit: u64) -> CellState {
-    let interval = PERIOD_US / limit as f64;
-    let ahead = (tat - now).max(0.0);
-    let remaining = ((PERIOD_US - ahead) / interval + 1e-6).floor().max(0.0) as u64;
+/// The state of a cell at `level` (drained to now).
+pub(crate) fn state(level: f64, limit: u64) -> CellState {
+    let remaining = (limit as f64 - level + EPSILON).floor().max(0.0) as u64;
     CellState {
         remaining: remaining.min(limit),
-        reset_us: ahead,
+        reset_us: level * PERIOD_US / limit as f64,
     }
 }
 
-/// Admits a call on every cell or on none. `tats` are the cells' arrival times (updated
-/// in place when admitted). Returns the index of the first refusing cell, the wait until
-/// the call would fit, and each cell's state.
+/// Admits a call on every cell or on none at `now`. `levels` are the cells' stored states
+/// (updated in place when admitted). Returns the index of the first refusing cell, the
+/// wait (µs) until the call would fit, and each cell's state.
 pub(crate) fn admit(
     cells: &[Cell],
-    tats: &mut [f64],
+    levels: &mut [Level],
     now: f64,
 ) -> (Option<usize>, f64, Vec<CellState>) {
     let mut refused = None;
     let mut wait: f64 = 0.0;
-    let mut next = Vec::with_capacity(cells.len());
+    let mut drained = Vec::with_capacity(cells.len());
     for (index, cell) in cells.iter().enumerate() {
-        let (ok, new_tat, over) = fits(tats[index], now, cell.limit, cell.cost);
-        if !ok {
+        let level = levels[index].drained(now, cell.limit);
+        let over = level + cell.cost as f64 - cell.limit as f64;
+        if over > EPSILON {
             refused.get_or_insert(index);
-            wait = wait.max(over);
+            wait = wait.max(over * PERIOD_US / cell.limit as f64);
         }
-        next.push(new_tat);
+        drained.push(level);
     }
-    if refused.is_none() {
-        tats.copy_from_slice(&next);
+    let mut states = Vec::with_capacity(cells.len());
+    for (index, cell) in cells.iter().enumerate() {
+        let mut level = drained[index];
+        if refused.is_none() {
+            level += cell.cost as f64;
+            levels[index] = Level { level, at: now };
+        }
+        states.push(state(level, cell.limit));
     }
-    let states = cells
-        .iter()
-        .zip(tats.iter())
-        .map(|(cell, tat)| state(*tat, now, cell.limit))
-        .collect();
     (refused, wait, states)
 }
 
-/// Moves a cell's arrival time by `delta` tokens (negative: a refund), never before now.
-pub(crate) fn adjust(tat: f64, now: f64, limit: u64, delta: i64) -> f64 {
-    let interval = PERIOD_US / limit as f64;
-    (tat.max(now) + delta as f64 * interval).max(now)
+/// Moves a cell by `delta` (negative: a refund), never below empty.
+pub(crate) fn adjust(stored: Level, now: f64, limit: u64, delta: i64) -> Level {
+    Level {
+        level: (stored.drained(now, limit) + delta as f64).max(0.0),
+        at: now,
+    }
 }
 
 /// Folds the cells' states into the requests and tokens quotas (the tightest of each).
@@ -191,16 +202,35 @@ mod tests {
     fn a_full_cell_admits_exactly_its_limit_at_once() {
         for limit in [1u64, 7, 60, 1000, 999_983] {
             let cells = [cell(limit, 1)];
-            let mut tats = [0.0];
+            let mut levels = [Level::default()];
             let admitted = (0..limit + 5)
-                .filter(|_| admit(&cells, &mut tats, 1e15).0.is_none())
+                .filter(|_| admit(&cells, &mut levels, 1.7e15).0.is_none())
                 .count() as u64;
             assert_eq!(admitted, limit, "limit {limit}");
         }
     }
 
     #[test]
-    fn refunds_never_go_before_now() {
-        assert_eq!(adjust(10.0, 100.0, 60, -5), 100.0);
+    fn partial_refills_are_not_rounded_up() {
+        // 90 per minute with 40.5 taken: 49.5 are free, so 49 calls fit.
+        let cells = [cell(90, 1)];
+        let mut levels = [Level {
+            level: 40.5,
+            at: 1.7e15,
+        }];
+        let admitted = (0..60)
+            .filter(|_| admit(&cells, &mut levels, 1.7e15).0.is_none())
+            .count();
+        assert_eq!(admitted, 49);
+    }
+
+    #[test]
+    fn a_cell_drains_at_its_rate_and_refunds_never_go_below_empty() {
+        let full = Level {
+            level: 60.0,
+            at: 0.0,
+        };
+        assert_eq!(full.drained(1_000_000.0, 60), 59.0);
+        assert_eq!(adjust(full, 0.0, 60, -100).level, 0.0);
     }
 }

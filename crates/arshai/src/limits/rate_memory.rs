@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use super::cells::{self, Cell, CellState};
+use super::cells::{self, Cell, CellState, Level};
 
 /// What the in-process check found.
 pub(crate) struct Checked {
@@ -18,7 +18,7 @@ pub(crate) struct Checked {
 /// GCRA cells of one process, at most `max_subjects` of them.
 pub(crate) struct MemoryCells {
     base: Instant,
-    tats: Mutex<HashMap<String, f64>>,
+    tats: Mutex<HashMap<String, Level>>,
     max_cells: usize,
 }
 
@@ -36,7 +36,7 @@ impl MemoryCells {
         Instant::now().duration_since(self.base).as_micros() as f64
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, f64>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Level>> {
         // A poisoned map holds plain numbers: still consistent.
         self.tats
             .lock()
@@ -51,20 +51,21 @@ impl MemoryCells {
         let mut map = self.lock();
         let missing = names.iter().filter(|n| !map.contains_key(*n)).count();
         if map.len() + missing > self.max_cells {
-            // Full cells carry no state: drop them before refusing.
-            map.retain(|_, tat| *tat > now);
+            // Drained cells carry no state: drop them before refusing. A cell drains
+            // within a period of its last update.
+            map.retain(|_, stored| now - stored.at < cells::PERIOD_US);
             if map.len() + missing > self.max_cells {
                 return None;
             }
         }
-        let mut tats: Vec<f64> = names
+        let mut levels: Vec<Level> = names
             .iter()
-            .map(|n| map.get(n).copied().unwrap_or(now))
+            .map(|n| map.get(n).copied().unwrap_or_default())
             .collect();
-        let (refused, wait_us, states) = cells::admit(cells, &mut tats, now);
+        let (refused, wait_us, states) = cells::admit(cells, &mut levels, now);
         if refused.is_none() {
-            for (name, tat) in names.into_iter().zip(tats) {
-                map.insert(name, tat);
+            for (name, level) in names.into_iter().zip(levels) {
+                map.insert(name, level);
             }
         }
         Some(Checked {
@@ -79,7 +80,7 @@ impl MemoryCells {
         let now = self.now();
         let mut map = self.lock();
         for (cell, limit, delta) in moves {
-            let entry = map.entry(name(tenant, cell)).or_insert(now);
+            let entry = map.entry(name(tenant, cell)).or_default();
             *entry = cells::adjust(*entry, now, *limit, *delta);
         }
     }

@@ -7,7 +7,8 @@
 
 use super::redis_link::LuaScript;
 
-/// GCRA check of every cell, all or nothing ([`super::cells`] has the arithmetic).
+/// GCRA check of every cell, all or nothing ([`super::cells`] has the arithmetic). Each
+/// cell is a hash `{l: level, t: updated µs}`.
 ///
 /// KEYS: the cells. ARGV: period (µs), then `limit, cost` per cell.
 /// Returns `{allowed, refusing cell (1-based, 0: none), wait µs, remaining₁, reset µs₁, …}`.
@@ -15,43 +16,49 @@ pub(crate) const RATE_CHECK: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])
+local epsilon = 0.000001
 local n = #KEYS
-local tats, news, limits = {}, {}, {}
+local levels, limits = {}, {}
 local refused, wait = 0, 0
 for i = 1, n do
   local limit = tonumber(ARGV[2 * i])
   local cost = tonumber(ARGV[2 * i + 1])
-  local interval = period / limit
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + cost * interval
-  local over = new_tat - now - period
-  if over > interval * 0.5 then
+  local stored = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = tonumber(stored[1]) or 0
+  local at = tonumber(stored[2]) or now
+  local elapsed = now - at
+  if elapsed < 0 then elapsed = 0 end
+  level = level - elapsed * limit / period
+  if level < 0 then level = 0 end
+  local over = level + cost - limit
+  if over > epsilon then
     if refused == 0 then refused = i end
-    if over > wait then wait = over end
+    local w = over * period / limit
+    if w > wait then wait = w end
   end
-  tats[i], news[i], limits[i] = tat, new_tat, limit
+  levels[i], limits[i] = level, limit
 end
 local out = {refused == 0 and 1 or 0, refused, math.ceil(wait)}
 for i = 1, n do
-  local tat = tats[i]
+  local level, limit = levels[i], limits[i]
+  local reset = level * period / limit
   if refused == 0 then
-    tat = news[i]
-    local ttl = math.ceil((tat - now) / 1000) + 1000
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+    level = level + tonumber(ARGV[2 * i + 1])
+    reset = level * period / limit
+    redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
+    redis.call('PEXPIRE', KEYS[i], math.ceil(reset / 1000) + 1000)
   end
-  local interval = period / limits[i]
-  local ahead = tat - now
-  local remaining = math.floor((period - ahead) / interval + 0.000001)
+  local remaining = math.floor(limit - level + epsilon)
   if remaining < 0 then remaining = 0 end
-  if remaining > limits[i] then remaining = limits[i] end
+  if remaining > limit then remaining = limit end
   table.insert(out, remaining)
-  table.insert(out, math.ceil(ahead))
+  table.insert(out, math.ceil(reset))
 end
 return out
 "#;
 
-/// Moves token cells by the difference between the real usage and the estimate.
+/// Moves token cells by the difference between the real usage and the estimate, never
+/// below empty.
 ///
 /// KEYS: the cells. ARGV: period (µs), then `limit, delta` per cell (delta may be negative).
 pub(crate) const RATE_ADJUST: &str = r#"
@@ -59,14 +66,19 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local period = tonumber(ARGV[1])
 for i = 1, #KEYS do
-  local interval = period / tonumber(ARGV[2 * i])
+  local limit = tonumber(ARGV[2 * i])
   local delta = tonumber(ARGV[2 * i + 1])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  tat = tat + delta * interval
-  if tat < now then tat = now end
-  local ttl = math.ceil((tat - now) / 1000) + 1000
-  redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', ttl)
+  local stored = redis.call('HMGET', KEYS[i], 'l', 't')
+  local level = tonumber(stored[1]) or 0
+  local at = tonumber(stored[2]) or now
+  local elapsed = now - at
+  if elapsed < 0 then elapsed = 0 end
+  level = level - elapsed * limit / period
+  if level < 0 then level = 0 end
+  level = level + delta
+  if level < 0 then level = 0 end
+  redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(level * period / limit / 1000) + 1000)
 end
 return #KEYS
 "#;
