@@ -12,7 +12,7 @@ use arshai::memory::redis::{RedisStoreConfig, RedisTopology};
 use arshai_testkit::{RedisCluster, RedisServer};
 
 /// The Redis a test runs on; the processes die with it.
-#[allow(dead_code)]
+#[allow(dead_code, clippy::large_enum_variant)]
 enum Servers {
     Standalone(RedisServer),
     Cluster(RedisCluster),

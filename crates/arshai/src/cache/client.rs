@@ -337,9 +337,11 @@ impl LlmClient for CachingClient {
         &'a self,
         request: &'a ChatRequest,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
-        // Read the scope now: the stream may be polled from elsewhere.
-        let control = CacheControl::current();
+        // The scope is read when the stream is made (an SSE body is often polled by the
+        // HTTP server outside the handler's scope), or else when it is first polled.
+        let made_in = CacheControl::current();
         stream::once(async move {
+            let control = made_in.or_else(CacheControl::current);
             match self.prepare(request, control.as_ref()).await {
                 Prepared::Hit(stored) => {
                     stream::iter(stored.answer.events().into_iter().map(Ok)).boxed()

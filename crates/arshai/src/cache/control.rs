@@ -8,8 +8,12 @@
 //! ```
 //!
 //! The scope is a `tokio::task_local!`: every [`super::CachingClient`] call made by the
-//! future passed to [`CacheControl::scope`] (on the same task) sees it. A call outside any
-//! scope has no tenant: it is cached only by agents whose scope is `global`.
+//! future passed to [`CacheControl::scope`] (on the same task) sees it. A stream takes the
+//! scope it was created in (or else the one it is first polled in), so an SSE body polled
+//! later by the HTTP server still reports into the turn's control. Work spawned onto other
+//! tasks does not inherit the scope: wrap it in `control.scope(…)` again. A call outside any
+//! scope has no tenant: it is cached only by agents whose scope is `global`, and its outcome
+//! is only counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

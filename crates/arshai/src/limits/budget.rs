@@ -153,6 +153,8 @@ pub(crate) enum Reserved {
     Refused(BudgetStatus),
 }
 
+// One per process, never moved after it is built: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Ledger {
     Memory(MemoryLedger),
     Redis(RedisLedger),

@@ -14,6 +14,8 @@ use super::settings::{FailMode, LimitsSettings};
 use super::stats::LimitStats;
 use super::subject::Subject;
 
+// One per process, never moved after it is built: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Memory(MemoryCells),
     Redis(RedisCells),
