@@ -59,6 +59,33 @@ impl Default for CacheSettings {
     }
 }
 
+impl CacheSettings {
+    /// Checks what serde cannot: the key prefix has no hash-tag braces, bounds are positive.
+    /// The message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(format!(
+                "cache.key_prefix = {:?}: must be non-empty, without {{ or }}",
+                self.key_prefix
+            ));
+        }
+        let positive = [
+            ("max_entries", self.max_entries),
+            ("max_bytes", self.max_bytes),
+            ("max_entry_bytes", self.max_entry_bytes),
+            ("lock_ttl_ms", self.lock_ttl_ms),
+            ("poll_interval_ms", self.poll_interval_ms),
+            ("max_in_flight", self.max_in_flight as u64),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(format!("cache.{key} must be above 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Who shares a cached answer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

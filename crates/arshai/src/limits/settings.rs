@@ -99,3 +99,22 @@ impl Default for LimitsSettings {
         }
     }
 }
+
+impl LimitsSettings {
+    /// Checks what serde cannot: the key prefix has no hash-tag braces, bounds are positive.
+    pub fn validate(&self) -> Result<(), super::LimitError> {
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}']) {
+            return Err(super::LimitError::Invalid(format!(
+                "limits.key_prefix = {:?}: must be non-empty, without {{ or }}",
+                self.key_prefix
+            )));
+        }
+        if self.max_in_flight == 0 || self.max_subjects == 0 || self.reservation_ttl_seconds == 0 {
+            return Err(super::LimitError::Invalid(
+                "limits.max_in_flight, max_subjects and reservation_ttl_seconds must be above 0"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+}
