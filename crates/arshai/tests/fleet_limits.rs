@@ -481,3 +481,29 @@ async fn redis_down_under_each_fail_mode() -> anyhow::Result<()> {
     assert!(back, "the link reconnects after the outage");
     Ok(())
 }
+
+/// The settings reject unknown keys, fill defaults, and validate the prefix.
+#[test]
+fn limits_settings_parse_strictly() {
+    let parsed: LimitsSettings = serde_json::from_value(serde_json::json!({
+        "backend": "redis",
+        "fail_mode": "fail_open",
+        "key": {"requests_per_minute": 60},
+        "tenant_budget": {"tokens_per_month": 1000}
+    }))
+    .expect("valid");
+    assert_eq!(parsed.fail_mode, FailMode::FailOpen);
+    assert_eq!(parsed.budget_fail_mode, FailMode::FailClosed);
+    assert_eq!(parsed.key.requests_per_minute, Some(60));
+    assert_eq!(parsed.tenant_budget.tokens_per_month, Some(1000));
+    assert!(parsed.validate().is_ok());
+    assert!(serde_json::from_value::<LimitsSettings>(serde_json::json!({"rpm": 1})).is_err());
+    assert!(
+        serde_json::from_value::<LimitsSettings>(serde_json::json!({"key": {"rpm": 1}})).is_err()
+    );
+    let braces = LimitsSettings {
+        key_prefix: "a{b}".to_owned(),
+        ..LimitsSettings::default()
+    };
+    assert!(matches!(braces.validate(), Err(LimitError::Invalid(_))));
+}

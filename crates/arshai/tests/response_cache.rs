@@ -429,3 +429,112 @@ async fn redis_down_falls_through_to_the_provider() -> anyhow::Result<()> {
     assert!(client.stats().snapshot().errors >= 3);
     Ok(())
 }
+
+/// The settings reject unknown keys and fill defaults.
+#[test]
+fn cache_settings_parse_strictly() {
+    let agent: AgentCacheSettings =
+        serde_json::from_value(serde_json::json!({"ttl_seconds": 60, "scope": "global"}))
+            .expect("valid");
+    assert_eq!(agent.scope, CacheScope::Global);
+    assert!(!agent.cache_nondeterministic);
+    assert!(serde_json::from_value::<AgentCacheSettings>(serde_json::json!({"ttl": 1})).is_err());
+    let shared: CacheSettings =
+        serde_json::from_value(serde_json::json!({"backend": "redis"})).expect("valid");
+    assert!(shared.validate().is_ok());
+    assert!(serde_json::from_value::<CacheSettings>(serde_json::json!({"size": 1})).is_err());
+}
+
+/// An upstream with native streaming: three text deltas, or a failure after the first.
+struct Streaming {
+    calls: AtomicUsize,
+    fail: bool,
+}
+
+#[async_trait]
+impl LlmClient for Streaming {
+    fn provider(&self) -> &'static str {
+        "streaming"
+    }
+
+    fn default_model(&self) -> &str {
+        "streaming-1"
+    }
+
+    async fn chat(&self, _request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        unreachable!("only streamed in this test")
+    }
+
+    fn stream<'a>(
+        &'a self,
+        _request: &'a ChatRequest,
+    ) -> futures::stream::BoxStream<'a, Result<StreamEvent, LlmError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut events = vec![Ok(StreamEvent::TextDelta("Hel".to_owned()))];
+        if self.fail {
+            events.push(Err(LlmError::Timeout {
+                provider: "streaming",
+                after: Duration::from_secs(1),
+            }));
+        } else {
+            events.extend([
+                Ok(StreamEvent::TextDelta("lo, ".to_owned())),
+                Ok(StreamEvent::TextDelta("world".to_owned())),
+                Ok(StreamEvent::Usage(Usage {
+                    input_tokens: 3,
+                    output_tokens: 3,
+                    total_tokens: 6,
+                    reasoning_tokens: None,
+                })),
+                Ok(StreamEvent::Finish {
+                    reason: FinishReason::Stop,
+                    model: "streaming-1".to_owned(),
+                }),
+            ]);
+        }
+        futures::stream::iter(events).boxed()
+    }
+}
+
+/// A streamed miss assembles the deltas into the cached answer; a stream that fails
+/// midway stores nothing.
+#[tokio::test]
+async fn streamed_misses_store_the_whole_answer_and_failures_nothing() -> anyhow::Result<()> {
+    for fail in [false, true] {
+        let upstream = Arc::new(Streaming {
+            calls: AtomicUsize::new(0),
+            fail,
+        });
+        let cache: Arc<dyn ResponseCache> =
+            Arc::new(InProcessCache::new(&CacheSettings::default()));
+        let client = CachingClient::new(
+            upstream.clone(),
+            cache,
+            Arc::new(CacheStats::default()),
+            "streamer",
+            &AgentCacheSettings::default(),
+            &CacheSettings::default(),
+        );
+        let question = request("greet", Some(0.0));
+        for _ in 0..2 {
+            let control = CacheControl::new(Some("acme"), false);
+            let events: Vec<_> = control.scope(client.stream(&question).collect()).await;
+            if fail {
+                assert!(events.last().is_some_and(Result::is_err));
+                assert_eq!(control.outcome(), Some(CacheOutcome::Miss));
+            }
+        }
+        if fail {
+            assert_eq!(upstream.calls.load(Ordering::SeqCst), 2);
+            assert_eq!(client.stats().snapshot().stored, 0);
+        } else {
+            assert_eq!(upstream.calls.load(Ordering::SeqCst), 1);
+            let control = CacheControl::new(Some("acme"), false);
+            let answer = control.scope(client.chat(&question)).await?;
+            assert_eq!(control.outcome(), Some(CacheOutcome::Hit));
+            assert_eq!(answer.text, "Hello, world");
+            assert_eq!(answer.usage.total_tokens, 6);
+        }
+    }
+    Ok(())
+}
