@@ -223,7 +223,8 @@ async fn main() -> anyhow::Result<()> {
             Arc::new(Instant0),
             cache,
             stats.clone(),
-            "bench-agent",
+            // A fresh agent name per run, so a reused REDIS_URL starts with a miss.
+            format!("bench-agent-{}", uuid::Uuid::new_v4()),
             &policy,
             &cache_settings,
         );
@@ -244,6 +245,74 @@ async fn main() -> anyhow::Result<()> {
         );
         hits.push(figures);
     }
+
+    // Throughput at 64 concurrent tasks on one link: checks against bare EVALSHAs.
+    let concurrent = |label: &'static str,
+                      run: Arc<
+        dyn Fn() -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync,
+    >| async move {
+        let per_task = (iterations / 64).max(1);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let run = run.clone();
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        run().await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let rate = (per_task * 64) as f64 / started.elapsed().as_secs_f64();
+        println!("{label:<34} {rate:>10.0} ops/s at 64 concurrent tasks");
+        anyhow::Ok(rate)
+    };
+    println!();
+    let limiter = Arc::new(limiter);
+    let bare_rate = {
+        let connection = connection.clone();
+        let sha = sha.clone();
+        concurrent(
+            "baseline: EVALSHA",
+            Arc::new(move || {
+                let mut c = connection.clone();
+                let sha = sha.clone();
+                Box::pin(async move {
+                    let _: i64 = redis::cmd("EVALSHA")
+                        .arg(sha)
+                        .arg(0)
+                        .query_async(&mut c)
+                        .await?;
+                    Ok(())
+                })
+            }),
+        )
+        .await?
+    };
+    let check_rate = {
+        let limiter = limiter.clone();
+        let subject = subject.clone();
+        concurrent(
+            "rate-limit check (Redis, 4 cells)",
+            Arc::new(move || {
+                let limiter = limiter.clone();
+                let subject = subject.clone();
+                Box::pin(async move {
+                    anyhow::ensure!(limiter.check(&subject, 500).await?.allowed);
+                    Ok(())
+                })
+            }),
+        )
+        .await?
+    };
+    println!(
+        "check throughput / EVALSHA throughput: ×{:.2}",
+        check_rate / bare_rate
+    );
 
     println!();
     for figures in [&get, &evalsha, &check, &hits[0], &hits[1]] {
