@@ -115,6 +115,7 @@ async fn requests_per_minute_hold_across_replicas(cluster: bool) -> anyhow::Resu
             assert_eq!(requests.remaining, 0);
             assert_eq!(decision.refused_by, Some(Refusal::KeyRequests));
             let retry = decision.retry_after.expect("a refusal says when to retry");
+            assert_eq!(decision.retry_after_seconds(), Some(1));
             assert!(retry > Duration::ZERO && retry <= Duration::from_secs(1));
             assert!(
                 requests.reset > Duration::from_secs(58)

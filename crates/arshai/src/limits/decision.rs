@@ -14,6 +14,34 @@ pub struct Quota {
     pub reset: Duration,
 }
 
+impl Quota {
+    /// [`Self::reset`] as OpenAI writes `x-ratelimit-reset-*`: Go's duration format
+    /// (`"20ms"`, `"1s"`, `"6m0s"`, `"1h2m3s"`, fractional seconds such as `"1.5s"`).
+    pub fn reset_header(&self) -> String {
+        go_duration(self.reset)
+    }
+}
+
+/// A duration in Go's `time.Duration.String()` format, to millisecond precision.
+pub fn go_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    if millis < 1_000 {
+        return format!("{millis}ms");
+    }
+    let hours = millis / 3_600_000;
+    let minutes = (millis / 60_000) % 60;
+    let seconds = (millis % 60_000) as f64 / 1_000.0;
+    let seconds = format!("{seconds}s");
+    match (hours, minutes) {
+        (0, 0) => seconds,
+        (0, m) => format!("{m}m{seconds}"),
+        (h, m) => format!("{h}h{m}m{seconds}"),
+    }
+}
+
 /// Which limit refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -48,6 +76,13 @@ pub struct RateDecision {
 }
 
 impl RateDecision {
+    /// `Retry-After` in whole seconds (rounded up, at least 1) when refused.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after
+            .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .map(|seconds| seconds.max(1))
+    }
+
     /// An allowed decision with no limit applied (no limits configured, or fail-open).
     pub(crate) fn unlimited(degraded: bool) -> Self {
         Self {
@@ -79,5 +114,21 @@ impl TokenReservation {
     /// The tokens reserved.
     pub fn estimate(&self) -> u64 {
         self.estimate
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resets_are_written_as_openai_does() {
+        let text = |ms: u64| go_duration(Duration::from_millis(ms));
+        assert_eq!(text(0), "0s");
+        assert_eq!(text(20), "20ms");
+        assert_eq!(text(1_000), "1s");
+        assert_eq!(text(1_500), "1.5s");
+        assert_eq!(text(360_000), "6m0s");
+        assert_eq!(text(3_723_000), "1h2m3s");
     }
 }

@@ -28,7 +28,7 @@ mod stats;
 mod subject;
 
 pub use budget::{BudgetRefusal, BudgetReservation, BudgetScope, BudgetStatus, Budgets};
-pub use decision::{Quota, RateDecision, Refusal, TokenReservation};
+pub use decision::{Quota, RateDecision, Refusal, TokenReservation, go_duration};
 pub use error::LimitError;
 pub use period::{BudgetPeriod, PeriodWindow};
 pub use rate_limiter::RateLimiter;
