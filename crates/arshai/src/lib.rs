@@ -10,6 +10,10 @@
 //! 3. [`memory`] — conversation memory with sliding TTL, `max_conversations` and atomic,
 //!    versioned appends, so that no message is lost when instances race on a conversation.
 //!
+//! Fleet controls sit beside the layers: [`cache`] (a response cache, an
+//! [`llm::LlmClient`] decorator) and [`limits`] (rate limits and token budgets), each in
+//! process or in Redis, exact across replicas.
+//!
 //! [`settings`] loads the whole configuration: defaults < TOML file < environment.
 
 pub mod agent;
