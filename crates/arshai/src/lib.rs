@@ -10,11 +10,17 @@
 //! 3. [`memory`] — conversation memory with sliding TTL, `max_conversations` and atomic,
 //!    versioned appends, so that no message is lost when instances race on a conversation.
 //!
+//! Fleet controls sit beside the layers: [`cache`] (a response cache, an
+//! [`llm::LlmClient`] decorator) and [`limits`] (rate limits and token budgets), each in
+//! process or in Redis, exact across replicas.
+//!
 //! Each layer owns its settings section; [`settings`] loads them: defaults < TOML file <
 //! environment.
 
 pub mod agent;
+pub mod cache;
 mod invalid_setting;
+pub mod limits;
 pub mod llm;
 pub mod memory;
 pub mod settings;

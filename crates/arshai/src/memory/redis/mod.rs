@@ -15,4 +15,7 @@ mod scripts;
 mod store;
 
 pub use config::{RedisStoreConfig, RedisTopology};
+/// Shared with the fleet controls (`crate::cache`, `crate::limits`), which reuse the same
+/// standalone / Sentinel / Cluster link.
+pub(crate) use connection::Link;
 pub use store::RedisStore;
