@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use arshai::agent::{Agent, AgentInput, ConversationAgent, ConversationAgentConfig};
-use arshai::llm::openai::{DEFAULT_BASE_URL, OpenAiClient, OpenAiConfig};
-use arshai::memory::{InMemoryStore, InMemoryStoreConfig};
+use arshai::llm::openai::{DEFAULT_BASE_URL, OpenAiClient};
+use arshai::memory::InMemoryStore;
 use arshai_testkit::FakeUpstream;
 
 #[tokio::main]
@@ -22,15 +22,12 @@ async fn main() -> anyhow::Result<()> {
             (upstream.base_url(), Some(upstream))
         }
     };
-    let llm = Arc::new(OpenAiClient::new(OpenAiConfig {
-        provider: "openai",
-        base_url,
-        api_key,
-        default_model: "gpt-4o-mini".to_owned(),
-        extra_headers: Vec::new(),
-        http: Default::default(),
-    })?);
-    let memory = Arc::new(InMemoryStore::new(InMemoryStoreConfig::default()));
+    let mut llm = OpenAiClient::builder().base_url(base_url);
+    if let Some(key) = api_key {
+        llm = llm.api_key(key);
+    }
+    let llm = Arc::new(llm.build()?);
+    let memory = Arc::new(InMemoryStore::default());
     let agent = ConversationAgent::new(
         ConversationAgentConfig {
             name: "assistant".to_owned(),

@@ -8,11 +8,13 @@
 //!
 //! `docs/memory.md` explains what is atomic and what is eventually consistent.
 
+mod builder;
 mod config;
 mod connection;
 mod keys;
 mod scripts;
 mod store;
 
+pub use builder::RedisStoreBuilder;
 pub use config::{RedisStoreConfig, RedisTopology};
 pub use store::RedisStore;
