@@ -59,12 +59,14 @@ pub use tool_definition::{ToolDefinition, schema_of};
 pub use transport::dns_cache::{CachingResolver, SharedResolver};
 pub use transport::http_pool::{HttpPoolSettings, build_http_client};
 pub use transport::propagation::{HeaderPropagator, set_propagator};
+#[doc(hidden)] // The benchmark decodes streams directly; clients do it for an application.
 pub use transport::sse;
 pub use types::{
     ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
 };
 
 // The providers, at the paths they have always had (`arshai::llm::openai::OpenAiClient`, …).
+#[doc(hidden)]
 pub use providers::openai::stream_decoder as openai_stream;
 pub use providers::{azure, gemini, openai, openrouter};
 

@@ -63,6 +63,24 @@ type TenantCache = Cache<ConversationId, Slot>;
 /// Writes are atomic per conversation (the cache serializes computations on one key), so
 /// concurrent appends never lose a message. Nothing is shared with other instances: use the
 /// Redis store to run more than one.
+///
+/// [`InMemoryStore::builder`] (or [`InMemoryStore::default`]) starts from the defaults of
+/// the `[memory]` settings:
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use arshai::memory::{InMemoryStore, MemoryStore};
+///
+/// let store: Arc<dyn MemoryStore> = Arc::new(
+///     InMemoryStore::builder()
+///         .ttl(Duration::from_secs(600))
+///         .max_conversations(100)
+///         .build(),
+/// );
+/// assert_eq!(store.backend(), "memory");
+/// ```
 pub struct InMemoryStore {
     tenants: Arc<Mutex<HashMap<String, TenantCache>>>,
     global: Option<Cache<ConversationKey, ()>>,

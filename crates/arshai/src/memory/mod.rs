@@ -10,6 +10,7 @@ mod conversation;
 mod error;
 mod factory;
 mod in_memory;
+mod in_memory_builder;
 pub mod redis;
 mod settings;
 mod store;
@@ -23,7 +24,8 @@ pub use conversation::{
 pub use error::MemoryError;
 pub use factory::open_store;
 pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
-pub use redis::{RedisStore, RedisStoreConfig, RedisTopology};
+pub use in_memory_builder::InMemoryStoreBuilder;
+pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreConfig, RedisTopology};
 pub use settings::{MemoryProvider, MemorySettings};
 pub use store::MemoryStore;
 pub use turn::{

@@ -78,12 +78,21 @@ pub struct RedisStoreConfig {
     pub retry_on_timeout: bool,
 }
 
+impl Default for RedisStoreConfig {
+    /// The defaults of the `[memory]` settings ([`MemorySettings::default`]): the standalone
+    /// server at `redis://127.0.0.1:6379`.
+    fn default() -> Self {
+        Self::from_settings(&MemorySettings::default())
+    }
+}
+
 impl RedisStoreConfig {
     /// A standalone configuration for `url` with every other setting at its default.
     pub fn standalone(url: impl Into<String>) -> Self {
-        let mut config = Self::from_settings(&MemorySettings::default());
-        config.topology = RedisTopology::Standalone { url: url.into() };
-        config
+        Self {
+            topology: RedisTopology::Standalone { url: url.into() },
+            ..Self::default()
+        }
     }
 
     /// The configuration the settings describe: Cluster when seed nodes are set, Sentinel

@@ -8,12 +8,14 @@
 //!
 //! `docs/memory.md` explains what is atomic and what is eventually consistent.
 
+mod builder;
 mod config;
 mod connection;
 mod keys;
 mod scripts;
 mod store;
 
+pub use builder::RedisStoreBuilder;
 pub use config::{RedisStoreConfig, RedisTopology};
 /// Shared with the fleet controls (`crate::cache`, `crate::limits`), which reuse the same
 /// standalone / Sentinel / Cluster link.

@@ -105,6 +105,26 @@ const MAX_BACKGROUND_EVICTIONS: usize = 64;
 /// every command is bounded by the response timeout. One extra connection per store
 /// subscribes to lease-release notices, so turns waiting for a busy conversation on any
 /// instance are woken when it is released.
+///
+/// [`RedisStore::builder`] starts from the defaults of the `[memory]` settings:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use arshai::memory::{MemoryStore, RedisStore};
+///
+/// # async fn run() -> Result<(), arshai::MemoryError> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .key_prefix("myapp")
+///     .ttl(Duration::from_secs(600))
+///     .max_conversations(100)
+///     .open()
+///     .await?;
+/// let page = store.list("acme", None, 10).await?;
+/// # let _ = page;
+/// # Ok(())
+/// # }
+/// ```
 pub struct RedisStore {
     core: Arc<Core>,
     subscriber: tokio::task::JoinHandle<()>,

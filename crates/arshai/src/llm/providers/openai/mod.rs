@@ -6,8 +6,12 @@ use futures::future;
 use futures::stream::{self, BoxStream, StreamExt};
 use reqwest::header::HeaderMap;
 
+mod builder;
+#[doc(hidden)] // The benchmark decodes streams directly; clients do it for an application.
 pub mod stream_decoder;
 mod wire;
+
+pub use builder::{DEFAULT_MODEL, OpenAiClientBuilder};
 
 use self::stream_decoder::OpenAiStreamDecoder;
 use self::wire::{WireRequest, decode_response};
@@ -43,6 +47,32 @@ pub struct OpenAiConfig {
 }
 
 /// A client of an OpenAI-compatible Chat Completions endpoint.
+///
+/// [`OpenAiClient::builder`] starts from the defaults (the public OpenAI API, pooled
+/// connections, the timeouts of [`HttpPoolSettings::default`]):
+///
+/// ```no_run
+/// use arshai::llm::openai::OpenAiClient;
+/// use arshai::llm::{ChatRequest, LlmClient, Message};
+///
+/// # async fn run() -> Result<(), arshai::LlmError> {
+/// let client = OpenAiClient::builder()
+///     .api_key(std::env::var("OPENAI_API_KEY").unwrap_or_default())
+///     .model("gpt-4o-mini")
+///     .request_timeout(std::time::Duration::from_secs(30))
+///     .build()?;
+/// let request = ChatRequest {
+///     messages: vec![Message::user("Say hello.")],
+///     ..Default::default()
+/// };
+/// let answer = client.chat(&request).await?;
+/// println!("{}", answer.text);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Any OpenAI-compatible endpoint works by base URL:
+/// `OpenAiClient::builder().base_url("http://127.0.0.1:11434/v1").build()`.
 #[derive(Debug, Clone)]
 pub struct OpenAiClient {
     http: reqwest::Client,
@@ -54,6 +84,11 @@ pub struct OpenAiClient {
 }
 
 impl OpenAiClient {
+    /// A builder with every setting at its default; see [`OpenAiClientBuilder`].
+    pub fn builder() -> OpenAiClientBuilder {
+        OpenAiClientBuilder::default()
+    }
+
     /// Builds the client and its connection pool.
     pub fn new(config: OpenAiConfig) -> Result<Self, LlmError> {
         let base = checked_base_url(config.provider, &config.base_url)?;
