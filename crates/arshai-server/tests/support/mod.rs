@@ -32,13 +32,9 @@ pub fn settings_for(upstream: &FakeUpstream) -> Settings {
     settings.providers.retry.max_retries = 0;
     settings.agents = vec![AgentSettings {
         name: "assistant".to_owned(),
-        agent_type: arshai::settings::AgentType::Conversation,
-        provider: Default::default(),
         model: Some("fake-model".to_owned()),
         system_prompt: "You are terse.".to_owned(),
-        temperature: None,
-        top_p: None,
-        max_tokens: None,
+        ..AgentSettings::default()
     }];
     settings
 }

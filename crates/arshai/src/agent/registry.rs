@@ -75,23 +75,25 @@ impl AgentRegistry {
                 llm.provider()
             );
             let built: Arc<dyn Agent> = match agent.agent_type {
-                AgentType::Conversation => Arc::new(ConversationAgent::new(
-                    ConversationAgentConfig {
-                        name: agent.name.clone(),
-                        model: agent.model.clone(),
-                        system_prompt: agent.system_prompt.clone(),
-                        sampling: Sampling {
-                            temperature: agent.temperature,
-                            top_p: agent.top_p,
-                            max_tokens: agent.max_tokens,
+                AgentType::Conversation | AgentType::WorkingMemory => {
+                    Arc::new(ConversationAgent::new(
+                        ConversationAgentConfig {
+                            name: agent.name.clone(),
+                            model: agent.model.clone(),
+                            system_prompt: agent.system_prompt.clone(),
+                            sampling: Sampling {
+                                temperature: agent.temperature,
+                                top_p: agent.top_p,
+                                max_tokens: agent.max_tokens,
+                            },
+                            lease: settings.memory.lease_settings(),
+                            history: agent.history_window(),
+                            working_memory: agent.working_memory(),
                         },
-                        lease: settings.memory.lease_settings(),
-                        history: super::HistoryWindow::default(),
-                        working_memory: None,
-                    },
-                    llm,
-                    Arc::clone(&memory),
-                )),
+                        llm,
+                        Arc::clone(&memory),
+                    ))
+                }
             };
             registry.insert(built);
         }
@@ -127,12 +129,7 @@ impl AgentRegistry {
 fn default_agent() -> AgentSettings {
     AgentSettings {
         name: "assistant".to_owned(),
-        agent_type: AgentType::Conversation,
-        provider: Default::default(),
-        model: None,
         system_prompt: DEFAULT_SYSTEM_PROMPT.to_owned(),
-        temperature: None,
-        top_p: None,
-        max_tokens: None,
+        ..AgentSettings::default()
     }
 }

@@ -39,8 +39,12 @@ impl Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentType {
-    /// [`crate::agent::ConversationAgent`].
+    /// [`crate::agent::ConversationAgent`]: the whole window of history.
     Conversation,
+    /// [`crate::agent::ConversationAgent`] with a [`crate::agent::WorkingMemory`]: the
+    /// model revises a running summary of the conversation, and the prompt carries it plus
+    /// the last `history_messages` (default 10) messages.
+    WorkingMemory,
 }
 
 /// One agent (`[[agents]]`).
@@ -70,7 +74,82 @@ pub struct AgentSettings {
     /// Bound on generated tokens per call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// At most this many of the most recent stored messages are sent to the model (default:
+    /// 100, or 10 for `working_memory` agents); `0` sends every kept message.
+    #[serde(default)]
+    pub history_messages: Option<usize>,
+    /// At most this many (estimated) tokens of history are sent (default: no bound).
+    #[serde(default)]
+    pub history_tokens: Option<usize>,
+    /// `working_memory` agents: revise the memory after every this many turns (default 1).
+    #[serde(default)]
+    pub memory_every_turns: Option<u32>,
+    /// `working_memory` agents: the revision's instructions (default:
+    /// [`crate::agent::DEFAULT_MEMORY_INSTRUCTIONS`]).
+    #[serde(default)]
+    pub memory_instructions: Option<String>,
 }
+
+impl Default for AgentSettings {
+    /// A `conversation` agent named `assistant` on the default provider, with no system
+    /// prompt.
+    fn default() -> Self {
+        Self {
+            name: "assistant".to_owned(),
+            agent_type: AgentType::Conversation,
+            provider: ProviderChoice::default(),
+            model: None,
+            system_prompt: String::new(),
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            history_messages: None,
+            history_tokens: None,
+            memory_every_turns: None,
+            memory_instructions: None,
+        }
+    }
+}
+
+impl AgentSettings {
+    /// The history window these settings give the agent.
+    pub fn history_window(&self) -> crate::agent::HistoryWindow {
+        let default_messages = match self.agent_type {
+            AgentType::Conversation => crate::agent::DEFAULT_MAX_MESSAGES,
+            AgentType::WorkingMemory => WORKING_MEMORY_HISTORY,
+        };
+        crate::agent::HistoryWindow {
+            max_messages: match self.history_messages {
+                Some(0) => None,
+                Some(max) => Some(max),
+                None => Some(default_messages),
+            },
+            max_tokens: self.history_tokens,
+        }
+    }
+
+    /// The working memory these settings give the agent (`working_memory` agents only).
+    pub fn working_memory(&self) -> Option<crate::agent::WorkingMemory> {
+        match self.agent_type {
+            AgentType::Conversation => None,
+            AgentType::WorkingMemory => {
+                let defaults = crate::agent::WorkingMemory::default();
+                Some(crate::agent::WorkingMemory {
+                    every_turns: self.memory_every_turns.unwrap_or(defaults.every_turns),
+                    instructions: self
+                        .memory_instructions
+                        .clone()
+                        .unwrap_or(defaults.instructions),
+                    max_tokens: defaults.max_tokens,
+                })
+            }
+        }
+    }
+}
+
+/// The history window of a `working_memory` agent when none is configured: the memory
+/// carries the rest.
+const WORKING_MEMORY_HISTORY: usize = 10;
 
 /// Checks each agent's name (URL-safe, unique) and sampling ranges.
 pub fn validate_agents(agents: &[AgentSettings]) -> Result<(), InvalidSetting> {
@@ -91,6 +170,22 @@ pub fn validate_agents(agents: &[AgentSettings]) -> Result<(), InvalidSetting> {
         }
         if !names.insert(agent.name.as_str()) {
             return Err(InvalidSetting::new(key, &agent.name, "is declared twice"));
+        }
+        if agent.memory_every_turns == Some(0) {
+            return Err(InvalidSetting::new(
+                format!("agents[{index}].memory_every_turns"),
+                0,
+                "must be at least 1",
+            ));
+        }
+        if agent.agent_type == AgentType::Conversation
+            && (agent.memory_every_turns.is_some() || agent.memory_instructions.is_some())
+        {
+            return Err(InvalidSetting::new(
+                format!("agents[{index}].type"),
+                "conversation",
+                "memory_every_turns and memory_instructions need type = \"working_memory\"",
+            ));
         }
         if let Some(t) = agent.temperature
             && !(0.0..=2.0).contains(&t)
