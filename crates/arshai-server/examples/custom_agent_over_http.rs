@@ -23,6 +23,7 @@ use arshai::llm::LlmClient;
 use arshai::llm::openai::OpenAiClient;
 use arshai::memory::{InMemoryStore, MemoryStore};
 use arshai_server::Server;
+use arshai_server::settings::Settings;
 
 /// Sends billing questions to one agent and everything else to another.
 struct Desk {
@@ -72,8 +73,14 @@ async fn main() -> anyhow::Result<()> {
         billing: specialist("billing", "You handle billing questions. Be precise."),
         general: specialist("general", "You are a friendly general assistant."),
     };
-    println!("serving the `desk` agent on http://127.0.0.1:8000 (Ctrl-C stops)");
+    // Defaults < environment (`ARSHAI_SERVER__PORT=9000`, …; docs/settings.md).
+    let settings = Settings::load(None)?;
+    println!(
+        "serving the `desk` agent on http://{}:{} (Ctrl-C stops)",
+        settings.server.host, settings.server.port
+    );
     Server::builder()
+        .settings(settings)
         .agent(desk)
         .memory(memory)
         .serve_until_signal()

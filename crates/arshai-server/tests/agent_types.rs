@@ -80,7 +80,11 @@ memory_every_turns = 1
         .iter()
         .map(|m| m["content"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(sent.len(), 4, "system, 2 history messages, the new one: {sent:?}");
+    assert_eq!(
+        sent.len(),
+        4,
+        "system, 2 history messages, the new one: {sent:?}"
+    );
     assert!(sent[0].starts_with("Be brief.") && sent[0].contains("What you know"));
     assert_eq!(sent[3], "turn 1");
 
