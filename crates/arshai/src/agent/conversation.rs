@@ -59,7 +59,8 @@ pub struct ConversationAgentConfig {
 /// #     fn default_model(&self) -> &str { "m" }
 /// #     async fn chat(&self, _: &ChatRequest) -> Result<ChatResponse, LlmError> {
 /// #         Ok(ChatResponse { text: "Hello, Ada.".into(), tool_calls: vec![],
-/// #             usage: Usage::default(), model: "m".into(), finish_reason: FinishReason::Stop })
+/// #             usage: Usage::default(), model: "m".into(), finish_reason: FinishReason::Stop,
+/// #             request_id: None })
 /// #     }
 /// # }
 /// # let llm: Arc<dyn LlmClient> = Arc::new(Hello);
