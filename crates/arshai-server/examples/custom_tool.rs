@@ -12,8 +12,7 @@
 use std::sync::Arc;
 
 use arshai::agent::{Agent, AgentEvent, AgentInput, ConversationAgent, FnTool, ToolError, ToolSet};
-use arshai::llm::LlmClient;
-use arshai::llm::openai::OpenAiClient;
+use arshai::llm::{ClientFactory, LlmClient, ProviderChoice};
 use arshai::memory::InMemoryStore;
 use futures::StreamExt;
 use schemars::JsonSchema;
@@ -56,20 +55,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The provider the environment names, else the embedded model.
+/// The provider the settings choose, as the server does: defaults < environment
+/// (`OPENAI_BASE_URL` / `OPENAI_API_KEY`, …; docs/settings.md), else the embedded model.
 fn llm() -> anyhow::Result<Arc<dyn LlmClient>> {
-    let base_url = std::env::var("OPENAI_BASE_URL").ok();
-    let api_key = std::env::var("OPENAI_API_KEY").ok();
-    if base_url.is_none() && api_key.is_none() {
-        let settings = arshai::llm::LocalProviderSettings::default();
-        return Ok(Arc::new(arshai::llm::LocalClient::new(&settings)?));
-    }
-    let mut client = OpenAiClient::builder();
-    if let Some(url) = base_url {
-        client = client.base_url(url);
-    }
-    if let Some(key) = api_key {
-        client = client.api_key(key);
-    }
-    Ok(Arc::new(client.build()?))
+    let settings = arshai::Settings::load(None)?;
+    Ok(ClientFactory::new(settings.providers).client(ProviderChoice::Auto)?)
 }
