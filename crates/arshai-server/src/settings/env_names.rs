@@ -12,4 +12,5 @@ pub const NOT_SETTINGS: &[&str] = &["CONFIG", "LOG", "LOG_FORMAT", "BENCH_API_KE
 pub const NAMES: EnvNames = EnvNames {
     plain: &[],
     not_settings: NOT_SETTINGS,
+    sections: None,
 };

@@ -49,6 +49,11 @@ pub struct EnvNames {
     /// Variables under [`PREFIX`] (named without it, `CONFIG` for `ARSHAI_CONFIG`) that the
     /// application reads itself: they are not settings, and not reported as ignored.
     pub not_settings: &'static [&'static str],
+    /// The sections the application's settings have, when it reads only some of those a
+    /// deployment may set (`None`: every `ARSHAI_<SECTION>__<KEY>` is the application's, and
+    /// an unknown section is an error). An embedder loading the library's sections alone
+    /// must not fail because the pod also sets `ARSHAI_SERVER__PORT` for a server.
+    pub sections: Option<&'static [&'static str]>,
 }
 
 impl EnvNames {
@@ -56,7 +61,19 @@ impl EnvNames {
     pub const LIBRARY: Self = Self {
         plain: &[],
         not_settings: &[],
+        sections: Some(&["memory", "providers", "agents"]),
     };
+
+    /// Whether the structured variable `rest` (`SECTION__KEY`, after the prefix) belongs to
+    /// one of the application's sections.
+    pub fn reads_section(&self, rest: &str) -> bool {
+        let section = rest.split(SEPARATOR).next().unwrap_or_default();
+        self.sections.is_none_or(|sections| {
+            sections
+                .iter()
+                .any(|known| known.eq_ignore_ascii_case(section))
+        })
+    }
 
     /// Every plain name with its key: [`PLAIN`], then the application's.
     pub fn plain_names(&self) -> impl Iterator<Item = (&'static str, &'static str)> {

@@ -42,7 +42,7 @@ pub enum Role {
 /// ```
 /// use arshai::settings::EnvNames;
 /// use arshai::settings::environment::{Role, classify};
-/// let names = EnvNames { plain: &[], not_settings: &["CONFIG"] };
+/// let names = EnvNames { plain: &[], not_settings: &["CONFIG"], sections: None };
 /// assert_eq!(classify(&names, "ARSHAI_MEMORY__TTL_SECONDS", "60"), Role::Structured);
 /// assert_eq!(classify(&names, "ARSHAI_SERVICE_PORT", "tcp://10.0.0.9:80"), Role::IgnoredPrefixed);
 /// assert_eq!(classify(&names, "ARSHAI_CONFIG", "arshai.toml"), Role::Binary);

@@ -94,9 +94,12 @@ where
     }
     // Only `ARSHAI_<SECTION>__<KEY>`: `ARSHAI_SERVICE_PORT` (a Service named `arshai`)
     // and the binary's own variables are not settings.
+    let names = *names;
     figment = figment.merge(
         Env::prefixed(env_names::PREFIX)
-            .filter(|rest| environment::is_structured(rest.as_str()))
+            .filter(move |rest| {
+                environment::is_structured(rest.as_str()) && names.reads_section(rest.as_str())
+            })
             .split(env_names::SEPARATOR),
     );
     Ok(figment.extract().map_err(Box::new)?)

@@ -40,6 +40,23 @@ fn the_servers_sections_are_not_the_librarys() {
 }
 
 #[test]
+fn a_servers_environment_does_not_break_the_librarys_load() {
+    Jail::expect_with(|jail| {
+        // A pod that runs a server beside an embedding program sets the server's names.
+        jail.set_env("ARSHAI_SERVER__PORT", "9000");
+        jail.set_env("ARSHAI_ADMISSION__MAX_IN_FLIGHT_TURNS", "5");
+        jail.set_env("ARSHAI_MEMORY__TTL_SECONDS", "90");
+        let settings = load_in(jail, None).expect("the library's sections load");
+        assert_eq!(settings.memory.ttl_seconds, 90);
+        // Its own sections are still strict.
+        jail.set_env("ARSHAI_MEMORY__NO_SUCH_KEY", "1");
+        let error = load_in(jail, None).expect_err("unknown key").to_string();
+        assert!(error.contains("no_such_key"), "{error}");
+        Ok(())
+    });
+}
+
+#[test]
 fn each_section_checks_itself() {
     Jail::expect_with(|jail| {
         jail.set_env("ARSHAI_MEMORY__MAX_CONVERSATIONS", "0");
