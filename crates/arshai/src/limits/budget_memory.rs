@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::budget::{BudgetCell, BudgetReservation, BudgetStatus, Reserved};
+use super::budget_terms::{BudgetCell, BudgetReservation, BudgetStatus, Reserved};
 use super::redis_link::escape;
 
 #[derive(Debug, Default)]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::budget::{BudgetCell, BudgetReservation, BudgetStatus, Reserved};
+use super::budget_terms::{BudgetCell, BudgetReservation, BudgetStatus, Reserved};
 use super::redis_link::{FleetRedis, LinkError, ScriptLink, escape, integers};
 use super::scripts::LimitScripts;
 

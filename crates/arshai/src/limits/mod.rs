@@ -14,6 +14,7 @@
 mod budget;
 mod budget_memory;
 mod budget_redis;
+mod budget_terms;
 mod cells;
 mod decision;
 mod error;
