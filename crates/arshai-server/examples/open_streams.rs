@@ -98,9 +98,10 @@ enum Outcome {
     NoDoneMarker,
 }
 
-/// The tail of the response the tool keeps (enough for the status line and the done
-/// marker; the rest is read and dropped so the tool's own memory stays small).
-const KEEP: usize = 256;
+/// The head and the tail of the response the tool keeps (enough for the status line and
+/// for the done marker, which the `done` event's data follows; the rest is read and dropped
+/// so the tool's own memory stays small).
+const KEEP: usize = 4096;
 
 async fn one_stream(
     server: Arc<str>,
@@ -118,7 +119,7 @@ async fn one_stream(
     drop(permit);
     let mut head = Vec::with_capacity(KEEP);
     let mut tail: Vec<u8> = Vec::with_capacity(2 * KEEP);
-    let mut buffer = [0u8; 2048];
+    let mut buffer = [0u8; 4096];
     loop {
         match socket.read(&mut buffer).await {
             Ok(0) => break,
@@ -135,7 +136,7 @@ async fn one_stream(
             Err(_) => return Outcome::Io,
         }
     }
-    let status = std::str::from_utf8(&head)
+    let status = std::str::from_utf8(&head[..head.len().min(64)])
         .ok()
         .and_then(|text| text.split_whitespace().nth(1))
         .and_then(|code| code.parse::<u16>().ok())
