@@ -39,6 +39,7 @@ pub fn settings_for(upstream: &FakeUpstream) -> Settings {
         temperature: None,
         top_p: None,
         max_tokens: None,
+        cache: None,
     }];
     settings
 }

@@ -70,6 +70,11 @@ pub struct AgentSettings {
     /// Bound on generated tokens per call.
     #[serde(default)]
     pub max_tokens: Option<u32>,
+    /// The response cache of this agent (`cache = { ttl_seconds, scope,
+    /// cache_nondeterministic }`): present means its answers are cached
+    /// (`docs/cache.md`).
+    #[serde(default)]
+    pub cache: Option<crate::cache::AgentCacheSettings>,
 }
 
 /// Checks each agent's name (URL-safe, unique) and sampling ranges.
