@@ -320,3 +320,112 @@ async fn usage_shows_the_callers_budgets() {
         .expect("sent");
     assert_eq!(anonymous.status(), 401);
 }
+
+/// A spent budget: the turn that crosses it is admitted (default, non-strict), the next is
+/// 429 `budget_exceeded` with `Retry-After` (until the period's end), in OpenAI's shape on
+/// `/v1/chat/completions`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_budget_is_429_budget_exceeded() {
+    let redis = RedisServer::start().await.expect("redis starts");
+    let upstream = FakeUpstream::start().await.expect("upstream starts");
+    let key = ApiKeySettings {
+        tokens_per_day: Some(10),
+        ..acme_key()
+    };
+    let settings = fleet_settings(&upstream, &redis, key);
+    let server = TestServer::start_with(upstream, settings).await;
+    let first = post(&server, json!({"message": "spend it all"})).await;
+    assert_eq!(first.status(), 200);
+    drop(first.text().await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = post(&server, json!({"message": "one more"})).await;
+    assert_eq!(second.status(), 429);
+    let after: u64 = header(&second, "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=86_400).contains(&after), "{after}");
+    let body: Value = second.json().await.expect("JSON");
+    assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+    let openai = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(openai.status(), 429);
+    let body: Value = openai.json().await.expect("JSON");
+    assert_eq!(body["error"]["type"], "rate_limit_exceeded", "{body}");
+    assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+    assert_eq!(server.upstream.request_count(), 1);
+}
+
+/// Redis down under `fail_open`: the turn is admitted, counted and served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_under_fail_open_admits_and_counts() {
+    let mut redis = RedisServer::start().await.expect("redis starts");
+    let upstream = FakeUpstream::start().await.expect("upstream starts");
+    let mut settings = fleet_settings(&upstream, &redis, acme_key());
+    // Conversations in this process; only the limits are on the (dead) Redis.
+    settings.memory.memory_provider = Some(arshai::settings::MemoryProvider::Memory);
+    settings.limits.fail_mode = arshai::limits::FailMode::FailOpen;
+    settings.limits.budget_fail_mode = arshai::limits::FailMode::FailOpen;
+    settings.limits.key.requests_per_minute = Some(100);
+    settings.limits.key_budget.tokens_per_day = Some(100_000);
+    let server = TestServer::start_with(upstream, settings).await;
+    redis.kill().await.expect("redis stops");
+    let response = post(&server, json!({"message": "hi"})).await;
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    assert_eq!(status, 200, "{body}");
+    let metrics = server.metrics_text().await;
+    assert_eq!(
+        support::sample(&metrics, "arshai_ratelimit_fail_open_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        support::sample(&metrics, "arshai_budget_fail_open_total"),
+        Some(1.0)
+    );
+}
+
+/// 50 identical concurrent turns on a cached agent: one upstream call (single flight),
+/// every answer the same; a non-deterministic agent (temperature unset) is never cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn identical_concurrent_turns_call_the_provider_once() {
+    let upstream = FakeUpstream::start().await.expect("upstream starts");
+    upstream.push(arshai_testkit::Reply::text("forty-two").delayed(Duration::from_millis(300)));
+    let mut settings = settings_for(&upstream);
+    settings.agents[0].temperature = Some(0.0);
+    settings.agents[0].cache = Some(AgentCacheSettings::default());
+    let mut random = settings.agents[0].clone();
+    random.name = "random".to_owned();
+    random.temperature = None;
+    settings.agents.push(random);
+    let server = std::sync::Arc::new(TestServer::start_with(upstream, settings).await);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let server = std::sync::Arc::clone(&server);
+        tasks.push(tokio::spawn(async move {
+            server
+                .post("assistant", json!({"message": "the answer?"}))
+                .await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["reply"], "forty-two", "{body}");
+    }
+    assert_eq!(server.upstream.request_count(), 1);
+
+    for _ in 0..2 {
+        let response = server
+            .post_raw("random", json!({"message": "again"}).to_string())
+            .await;
+        assert_eq!(header(&response, "x-arshai-cache"), Some("bypass"));
+    }
+    assert_eq!(server.upstream.request_count(), 3);
+}
