@@ -48,7 +48,9 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut raw = std::env::args().skip(1);
     while let Some(flag) = raw.next() {
-        let value = raw.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = raw
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--server" => {
                 args.server = value

@@ -75,6 +75,67 @@ struct KeyEntry {
     digest: [u8; 32],
     tenant: Tenant,
     agents: Vec<String>,
+    caller: Caller,
+}
+
+/// Who a request acts for, as rate limits and budgets see it: the tenant, the key's id
+/// (never its secret) and the key's own limits (each `None` takes the `[limits]` default).
+/// The auth layer records it on every authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The tenant.
+    pub tenant: String,
+    /// The key's id; `None` when auth is off.
+    pub key_id: Option<String>,
+    /// The key's requests per minute.
+    pub requests_per_minute: Option<u64>,
+    /// The key's tokens per minute.
+    pub tokens_per_minute: Option<u64>,
+    /// The key's tokens per UTC day.
+    pub tokens_per_day: Option<u64>,
+    /// The key's tokens per UTC month.
+    pub tokens_per_month: Option<u64>,
+}
+
+impl Caller {
+    /// The caller of a request when auth is off: the default tenant, no key.
+    pub fn anonymous() -> Self {
+        Self {
+            tenant: ConversationKey::DEFAULT_TENANT.to_owned(),
+            key_id: None,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            tokens_per_day: None,
+            tokens_per_month: None,
+        }
+    }
+
+    /// The limits subject of this caller: the `[limits]` defaults, with the key's own
+    /// limits in their place where it sets them.
+    pub fn subject(&self, settings: &arshai::limits::LimitsSettings) -> arshai::limits::Subject {
+        let mut subject =
+            arshai::limits::Subject::new(self.tenant.clone(), self.key_id.clone(), settings);
+        let key = &mut subject.key_limits;
+        key.requests_per_minute = self.requests_per_minute.or(key.requests_per_minute);
+        key.tokens_per_minute = self.tokens_per_minute.or(key.tokens_per_minute);
+        let budget = &mut subject.key_budget;
+        budget.tokens_per_day = self.tokens_per_day.or(budget.tokens_per_day);
+        budget.tokens_per_month = self.tokens_per_month.or(budget.tokens_per_month);
+        subject
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match parts.extensions.get::<Caller>() {
+            Some(caller) => Ok(caller.clone()),
+            // Fail closed, as for the tenant.
+            None if state.auth.enabled() => Err(ApiError::Unauthorized("missing API key")),
+            None => Ok(Self::anonymous()),
+        }
+    }
 }
 
 /// The accepted keys.
@@ -168,10 +229,26 @@ fn add_entries(
                 ));
             }
         };
+        let id = match &key.id {
+            Some(id) => id.clone(),
+            None => digest
+                .iter()
+                .take(8)
+                .map(|byte| format!("{byte:02x}"))
+                .collect(),
+        };
         entries.push(KeyEntry {
             digest,
             tenant: Tenant(key.tenant.clone()),
             agents: key.agents.clone(),
+            caller: Caller {
+                tenant: key.tenant.clone(),
+                key_id: Some(id),
+                requests_per_minute: key.requests_per_minute,
+                tokens_per_minute: key.tokens_per_minute,
+                tokens_per_day: key.tokens_per_day,
+                tokens_per_month: key.tokens_per_month,
+            },
         });
     }
     Ok(())
@@ -220,6 +297,7 @@ pub async fn authenticate(
 ) -> Response {
     if !state.auth.enabled() {
         request.extensions_mut().insert(Tenant::default_tenant());
+        request.extensions_mut().insert(Caller::anonymous());
         return next.run(request).await;
     }
     let entry = match presented_key(request.headers()) {
@@ -238,6 +316,7 @@ pub async fn authenticate(
             .into_response();
     }
     request.extensions_mut().insert(entry.tenant.clone());
+    request.extensions_mut().insert(entry.caller.clone());
     next.run(request).await
 }
 
@@ -259,6 +338,7 @@ mod tests {
             key: clear.map(str::to_owned),
             sha256: sha.map(str::to_owned),
             agents: vec![],
+            ..Default::default()
         }
     }
 

@@ -74,6 +74,20 @@ pub enum ApiError {
     /// The key is valid but may not do this.
     #[error("{0}")]
     Forbidden(String),
+    /// A rate limit of the key or its tenant refused the turn (429 `rate_limited`).
+    #[error("rate limit reached ({limit}); retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// When the same turn would be admitted.
+        retry_after: Duration,
+        /// `requests per minute` or `tokens per minute`.
+        limit: &'static str,
+    },
+    /// A token budget of the key or its tenant is spent (429 `budget_exceeded`).
+    #[error("{0}")]
+    BudgetExceeded(arshai::limits::BudgetRefusal),
+    /// The rate-limit or budget backend is unreachable under `fail_closed` (503).
+    #[error("{0}")]
+    LimitsUnavailable(String),
 }
 
 impl ApiError {
@@ -125,6 +139,21 @@ impl ApiError {
             ),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::RateLimited { retry_after, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                Some(*retry_after),
+            ),
+            Self::BudgetExceeded(refusal) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget_exceeded",
+                Some(refusal.retry_after()),
+            ),
+            Self::LimitsUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "limits_unavailable",
+                Some(Duration::from_secs(1)),
+            ),
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{model}", get(models::get_model))
+        .route("/v1/usage", get(routes::usage::get_usage))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(turns)

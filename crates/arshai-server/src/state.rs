@@ -3,13 +3,18 @@
 use std::sync::Arc;
 
 use arshai::agent::{Agent, AgentRegistry, RegistryError};
-use arshai::memory::{MemoryError, MemoryStore, open_store};
+use arshai::cache::{
+    CacheBackend, CacheLayer, CacheStats, InProcessCache, RedisCache, ResponseCache,
+};
+use arshai::limits::{FleetRedis, LimitError, LimitsBackend};
+use arshai::memory::{MemoryError, MemoryStore, RedisStoreConfig, open_store};
 
 use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
 use crate::settings::Settings;
+use crate::turn::limits::TurnLimits;
 
 /// Shared, cheaply cloned state of the server.
 #[derive(Clone)]
@@ -28,6 +33,10 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Accepted API keys.
     pub auth: Arc<ApiKeys>,
+    /// Rate limits and token budgets of every turn.
+    pub limits: Arc<TurnLimits>,
+    /// The response cache's counters (shared by every caching agent).
+    pub cache_stats: Arc<CacheStats>,
 }
 
 /// Why the server could not start.
@@ -42,6 +51,9 @@ pub enum StartupError {
     /// The API keys could not be loaded.
     #[error("cannot load the API keys: {0}")]
     Auth(#[from] AuthError),
+    /// The Redis link of the limits and the cache could not be opened.
+    #[error("cannot open the limits and cache Redis link: {0}")]
+    Fleet(#[from] LimitError),
 }
 
 impl AppState {
@@ -67,14 +79,34 @@ impl AppState {
         let memory = MeteredMemory::wrap(store, Arc::clone(&metrics));
         let wrap_llm = |client| MeteredLlm::wrap(client, Arc::clone(&metrics));
         let events = Arc::new(MetricsLlmEvents::new(Arc::clone(&metrics)));
+        let fleet = if settings.limits.backend == LimitsBackend::Redis
+            || settings.cache.backend == CacheBackend::Redis
+        {
+            let max_in_flight = settings
+                .limits
+                .max_in_flight
+                .max(settings.cache.max_in_flight);
+            let config = RedisStoreConfig::from_settings(&settings.memory);
+            Some(FleetRedis::open(&config, max_in_flight).await?)
+        } else {
+            None
+        };
+        let limits = Arc::new(TurnLimits::new(&settings.limits, fleet.as_ref()));
+        let cache_stats = Arc::new(CacheStats::default());
+        let store: Arc<dyn ResponseCache> = match (&fleet, settings.cache.backend) {
+            (Some(fleet), CacheBackend::Redis) => Arc::new(RedisCache::new(fleet, &settings.cache)),
+            _ => Arc::new(InProcessCache::new(&settings.cache)),
+        };
+        let cache = CacheLayer::new(store, Arc::clone(&cache_stats), settings.cache.clone());
         let mut registry = if settings.agents.is_empty() && !agents.is_empty() {
             AgentRegistry::default()
         } else {
-            AgentRegistry::from_settings_with(
+            AgentRegistry::from_settings_cached(
                 &settings.library(),
                 Arc::clone(&memory),
                 events,
                 &wrap_llm,
+                Some(&cache),
             )?
         };
         for agent in agents {
@@ -90,6 +122,8 @@ impl AppState {
             admission: Arc::new(admission),
             readiness: Arc::new(Readiness::default()),
             auth: Arc::new(auth),
+            limits,
+            cache_stats,
         })
     }
 

@@ -24,18 +24,21 @@ async fn server_with_auth() -> TestServer {
                 sha256: None,
                 key: Some(ACME_KEY.to_owned()),
                 agents: vec![],
+                ..Default::default()
             },
             ApiKeySettings {
                 tenant: "globex".to_owned(),
                 sha256: Some(hash_key(GLOBEX_KEY)),
                 key: None,
                 agents: vec![],
+                ..Default::default()
             },
             ApiKeySettings {
                 tenant: "limited".to_owned(),
                 sha256: Some(hash_key(LIMITED_KEY)),
                 key: None,
                 agents: vec!["another-agent".to_owned()],
+                ..Default::default()
             },
         ],
         keys_file: None,

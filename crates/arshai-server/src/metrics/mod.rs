@@ -6,11 +6,13 @@
 //! are always from small fixed sets (agent types, statuses, providers, configured models,
 //! operation names, error classes), never ids.
 
+mod controls;
 mod llm_events;
 mod metered_llm;
 mod metered_memory;
 mod process;
 
+pub use controls::encode_controls;
 pub use llm_events::MetricsLlmEvents;
 pub use metered_llm::MeteredLlm;
 pub use metered_memory::MeteredMemory;

@@ -26,7 +26,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
     match state.metrics.encode() {
-        Ok(text) => {
+        Ok(mut text) => {
+            text.push_str(&crate::metrics::encode_controls(
+                &state.cache_stats.snapshot(),
+                &state.limits.stats().snapshot(),
+            ));
             let mut response = text.into_response();
             response
                 .headers_mut()

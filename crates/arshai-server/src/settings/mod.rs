@@ -1,5 +1,6 @@
-//! The server's settings: the library's sections (`memory`, `providers`, `agents`) composed
-//! with the server's own (`server`, `stream`, `admission`, `auth`, `shutdown`, `logging`),
+//! The server's settings: the library's sections (`memory`, `providers`, `agents`,
+//! `limits`, `cache`) composed with the server's own (`server`, `stream`, `admission`,
+//! `auth`, `shutdown`, `logging`),
 //! loaded by [`arshai::settings::load`] from one file and one environment.
 //!
 //! Every key keeps its `ARSHAI_<SECTION>__<KEY>` name and the plain names
@@ -14,6 +15,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use arshai::cache::CacheSettings;
+use arshai::limits::LimitsSettings;
 use arshai::settings::{AgentSettings, InvalidSetting, SettingsError, validate_agents};
 use arshai::{llm::ProvidersSettings, memory::MemorySettings};
 
@@ -45,6 +48,12 @@ pub struct Settings {
 
     /// Streamed responses (`stream: true`).
     pub stream: StreamSettings,
+
+    /// Rate limits and token budgets (`docs/limits.md`).
+    pub limits: LimitsSettings,
+    /// The response cache shared by every agent that declares `cache = { … }`
+    /// (`docs/cache.md`).
+    pub cache: CacheSettings,
 }
 
 impl Settings {
@@ -65,6 +74,12 @@ impl Settings {
         self.stream.validate()?;
         self.admission.validate()?;
         self.auth.validate()?;
+        self.limits
+            .validate()
+            .map_err(|error| InvalidSetting::new("limits", "(section)", error.to_string()))?;
+        self.cache
+            .validate()
+            .map_err(|reason| InvalidSetting::new("cache", "(section)", reason))?;
         self.shutdown.validate()
     }
 

@@ -115,13 +115,22 @@ impl AuthSettings {
                     "needs a non-empty tenant and exactly one of `sha256` or `key`",
                 ));
             }
+            if let Some(id) = &key.id
+                && (id.is_empty() || id.contains(['{', '}']))
+            {
+                return Err(InvalidSetting::new(
+                    format!("auth.keys[{index}].id"),
+                    id,
+                    "must be non-empty, without { or }",
+                ));
+            }
         }
         Ok(())
     }
 }
 
 /// One API key and the tenant it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeySettings {
     /// The tenant whose conversations this key reaches.
@@ -136,6 +145,22 @@ pub struct ApiKeySettings {
     /// Agents this key may use; every agent when empty.
     #[serde(default)]
     pub agents: Vec<String>,
+    /// The key's id in rate-limit and budget state (Redis key names, `GET /v1/usage`);
+    /// never the secret. Default: the first 16 hex digits of the key's SHA-256.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Requests per minute of this key; default `limits.key.requests_per_minute`.
+    #[serde(default)]
+    pub requests_per_minute: Option<u64>,
+    /// Tokens per minute of this key; default `limits.key.tokens_per_minute`.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    /// Tokens per UTC day of this key; default `limits.key_budget.tokens_per_day`.
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
+    /// Tokens per UTC month of this key; default `limits.key_budget.tokens_per_month`.
+    #[serde(default)]
+    pub tokens_per_month: Option<u64>,
 }
 
 /// Log output (`[logging]`).

@@ -334,3 +334,71 @@ fn the_bench_api_key_is_the_binarys_own_variable() {
             .is_empty()
     );
 }
+
+#[test]
+fn limits_cache_and_per_key_limits_load_and_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "controls.toml",
+            r#"
+[limits]
+backend = "redis"
+fail_mode = "fail_open"
+key = { requests_per_minute = 60 }
+tenant_budget = { tokens_per_month = 1000 }
+
+[cache]
+max_entry_bytes = 4096
+
+[[agents]]
+name = "faq"
+type = "conversation"
+cache = { ttl_seconds = 60, scope = "global" }
+
+[[auth.keys]]
+tenant = "acme"
+key = "secret"
+id = "acme-1"
+requests_per_minute = 5
+tokens_per_day = 100
+"#,
+        )?;
+        let settings = load_in(jail, Some("controls.toml")).expect("loads");
+        assert_eq!(
+            settings.limits.backend,
+            arshai::limits::LimitsBackend::Redis
+        );
+        assert_eq!(settings.limits.key.requests_per_minute, Some(60));
+        assert_eq!(settings.cache.max_entry_bytes, 4096);
+        let cache = settings.agents[0].cache.as_ref().expect("cached agent");
+        assert_eq!(cache.ttl_seconds, 60);
+        assert_eq!(cache.scope, arshai::cache::CacheScope::Global);
+        assert_eq!(settings.auth.keys[0].requests_per_minute, Some(5));
+        assert_eq!(settings.auth.keys[0].tokens_per_day, Some(100));
+
+        jail.create_file("typo.toml", "[limits]\nrequests_per_minute = 5\n")?;
+        let error = load_in(jail, Some("typo.toml"))
+            .expect_err("unknown key")
+            .to_string();
+        assert!(error.contains("requests_per_minute"), "{error}");
+
+        jail.create_file("prefix.toml", "[limits]\nkey_prefix = \"a{b}\"\n")?;
+        let error = load_in(jail, Some("prefix.toml"))
+            .expect_err("bad prefix")
+            .to_string();
+        assert!(error.contains("key_prefix"), "{error}");
+
+        jail.create_file("cache.toml", "[cache]\nmax_entries = 0\n")?;
+        let error = load_in(jail, Some("cache.toml"))
+            .expect_err("zero bound")
+            .to_string();
+        assert!(error.contains("max_entries"), "{error}");
+
+        jail.create_file(
+            "agent.toml",
+            "[[agents]]\nname = \"a\"\ntype = \"conversation\"\ncache = { ttl = 5 }\n",
+        )?;
+        assert!(load_in(jail, Some("agent.toml")).is_err());
+        Ok(())
+    });
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::settings::{AgentSettings, AgentType, Settings};
 use super::{Agent, ConversationAgent, ConversationAgentConfig};
+use crate::cache::CacheLayer;
 use crate::llm::{ClientFactory, LlmClient, LlmError, LlmEvents, NoEvents, Sampling};
 use crate::memory::MemoryStore;
 
@@ -51,6 +52,19 @@ impl AgentRegistry {
         llm_events: Arc<dyn LlmEvents>,
         wrap_llm: &dyn Fn(Arc<dyn LlmClient>) -> Arc<dyn LlmClient>,
     ) -> Result<Self, RegistryError> {
+        Self::from_settings_cached(settings, memory, llm_events, wrap_llm, None)
+    }
+
+    /// Like [`AgentRegistry::from_settings_with`], and each agent that declares `cache =
+    /// { … }` has its client (after `wrap_llm`) wrapped by `cache` as the outermost layer,
+    /// so that a hit skips every other layer.
+    pub fn from_settings_cached(
+        settings: &Settings,
+        memory: Arc<dyn MemoryStore>,
+        llm_events: Arc<dyn LlmEvents>,
+        wrap_llm: &dyn Fn(Arc<dyn LlmClient>) -> Arc<dyn LlmClient>,
+        cache: Option<&CacheLayer>,
+    ) -> Result<Self, RegistryError> {
         let mut factory = ClientFactory::with_events(settings.providers.clone(), llm_events);
         let declared = if settings.agents.is_empty() {
             vec![default_agent()]
@@ -66,6 +80,10 @@ impl AgentRegistry {
                     source,
                 })?;
             let llm = wrap_llm(llm);
+            let llm = match (cache, &agent.cache) {
+                (Some(layer), Some(policy)) => layer.wrap(llm, &agent.name, policy),
+                _ => llm,
+            };
 
             tracing::info!(
                 agent = %agent.name,

@@ -88,6 +88,11 @@ pub struct AgentSettings {
     /// [`crate::agent::DEFAULT_MEMORY_INSTRUCTIONS`]).
     #[serde(default)]
     pub memory_instructions: Option<String>,
+    /// The response cache of this agent (`cache = { ttl_seconds, scope,
+    /// cache_nondeterministic }`): present means its answers are cached
+    /// (`docs/cache.md`).
+    #[serde(default)]
+    pub cache: Option<crate::cache::AgentCacheSettings>,
 }
 
 impl Default for AgentSettings {
@@ -107,6 +112,7 @@ impl Default for AgentSettings {
             history_tokens: None,
             memory_every_turns: None,
             memory_instructions: None,
+            cache: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`CacheControl`]: the per-turn scope (tenant, `no-cache`) and the outcome
 //!   (`hit|miss|bypass`) the server reads back for `x-arshai-cache`.
 //! - [`CacheStats`]: counters for metrics.
+//! - [`CacheLayer`]: the shared store, counters and settings an application wraps each
+//!   caching agent's client with.
 //!
 //! `docs/cache.md` documents each setting.
 
@@ -17,6 +19,7 @@ mod control;
 mod flight;
 mod in_process;
 mod key;
+mod layer;
 mod redis;
 mod settings;
 mod stats;
@@ -27,6 +30,7 @@ pub use client::CachingClient;
 pub use control::{CacheControl, CacheOutcome};
 pub use in_process::InProcessCache;
 pub use key::CacheKey;
+pub use layer::CacheLayer;
 pub use redis::RedisCache;
 pub use settings::{AgentCacheSettings, CacheBackend, CacheScope, CacheSettings};
 pub use stats::{CacheCounters, CacheStats};

@@ -32,13 +32,14 @@ use crate::error::OpenAiError;
 use crate::extract::{IdempotencyKey, JsonBody};
 use crate::request_id::RequestId;
 use crate::turn::sse::{self, StartedTurn, StreamBounds};
-use crate::turn::{self, CONVERSATION_ID_HEADER, TurnCodec};
+use crate::turn::{self, CONVERSATION_ID_HEADER, TurnCodec, TurnContext};
 use crate::{ApiError, AppState};
 
 /// `POST /v1/chat/completions`.
 pub async fn create(
     State(state): State<AppState>,
     tenant: Tenant,
+    context: TurnContext,
     request_id: RequestId,
     idempotency: IdempotencyKey,
     headers: HeaderMap,
@@ -61,7 +62,7 @@ pub async fn create(
         include_usage: request.includes_usage(),
         conversation_id,
     };
-    Ok(turn::run(&state, agent, input, codec).await)
+    Ok(turn::run(&state, agent, input, &context, codec).await)
 }
 
 /// The conversation the `X-Conversation-Id` header names, if it is sent.

@@ -18,7 +18,7 @@ use crate::auth::Tenant;
 use crate::extract::{IdempotencyKey, JsonBody, PathParams};
 use crate::request_id::RequestId;
 use crate::turn::sse::{self, StartedTurn, StreamBounds};
-use crate::turn::{self, TurnCodec};
+use crate::turn::{self, TurnCodec, TurnContext};
 use crate::{ApiError, AppState};
 
 /// The request body.
@@ -50,6 +50,7 @@ pub async fn post_message(
     State(state): State<AppState>,
     PathParams(agent_name): PathParams<String>,
     tenant: Tenant,
+    context: TurnContext,
     request_id: RequestId,
     idempotency: IdempotencyKey,
     body: Result<JsonBody<MessageRequest>, ApiError>,
@@ -83,7 +84,7 @@ pub async fn post_message(
     };
     // Chosen here rather than by the agent so a stream names it before its first event.
     let conversation_id = input.pin_conversation();
-    Ok(turn::run(&state, agent, input, Native { conversation_id }).await)
+    Ok(turn::run(&state, agent, input, &context, Native { conversation_id }).await)
 }
 
 /// The native wire format of a turn.

@@ -1,0 +1,316 @@
+//! The rate-limit and budget layer of every turn: checked and reserved before the turn
+//! runs, `x-ratelimit-*` headers on its response, and settled with the turn's real usage
+//! when its response body ends (or is dropped).
+//!
+//! `docs/limits.md` describes the limits; this file is their one call point in the
+//! server. A turn is estimated at `ceil(input characters / 4) + 1` tokens before it runs;
+//! the estimate is corrected by the settle. A stream dropped before it finished keeps its
+//! estimate charged; a cache hit is settled with 0 tokens (it called no provider).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use arshai::agent::AgentInput;
+use arshai::limits::{
+    BudgetReservation, BudgetStatus, Budgets, FleetRedis, LimitError, LimitStats, LimitsBackend,
+    LimitsSettings, Quota, RateLimiter, TokenReservation,
+};
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::Response;
+use http_body::{Frame, SizeHint};
+
+use crate::ApiError;
+use crate::auth::Caller;
+
+/// The limits every turn of this process goes through.
+pub struct TurnLimits {
+    settings: LimitsSettings,
+    limiter: RateLimiter,
+    budgets: Budgets,
+    stats: Arc<LimitStats>,
+}
+
+impl std::fmt::Debug for TurnLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnLimits")
+            .field("limiter", &self.limiter)
+            .field("budgets", &self.budgets)
+            .finish()
+    }
+}
+
+/// The quotas a check left, for the `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quotas {
+    requests: Option<Quota>,
+    tokens: Option<Quota>,
+}
+
+impl Quotas {
+    /// Writes `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` for the quotas that
+    /// apply.
+    pub fn write(&self, headers: &mut HeaderMap) {
+        let dimensions = [("requests", self.requests), ("tokens", self.tokens)];
+        for (dimension, quota) in dimensions {
+            let Some(quota) = quota else { continue };
+            let values = [
+                ("limit", quota.limit.to_string()),
+                ("remaining", quota.remaining.to_string()),
+                ("reset", quota.reset_header()),
+            ];
+            for (what, value) in values {
+                let name = format!("x-ratelimit-{what}-{dimension}");
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::try_from(name), HeaderValue::try_from(value))
+                {
+                    headers.insert(name, value);
+                }
+            }
+        }
+    }
+}
+
+/// A turn refused before it ran: the error to answer and the quotas to report.
+#[derive(Debug)]
+pub struct Refused {
+    /// 429 `rate_limited` / `budget_exceeded`, or 503 `limits_unavailable`.
+    pub error: ApiError,
+    /// The quotas of the check, when it ran.
+    pub quotas: Quotas,
+}
+
+/// An admitted turn's reservations, to settle once its usage is known.
+#[derive(Debug)]
+pub struct Admitted {
+    limits: Arc<TurnLimits>,
+    /// The quotas left after the check.
+    pub quotas: Quotas,
+    rate: Option<TokenReservation>,
+    budget: Option<BudgetReservation>,
+}
+
+impl TurnLimits {
+    /// The limits of `settings`, in this process or (`backend = "redis"`) in `redis`.
+    pub fn new(settings: &LimitsSettings, redis: Option<&FleetRedis>) -> Self {
+        let stats = Arc::new(LimitStats::default());
+        let (limiter, budgets) = match (settings.backend, redis) {
+            (LimitsBackend::Redis, Some(redis)) => (
+                RateLimiter::redis(redis, settings, Arc::clone(&stats)),
+                Budgets::redis(redis, settings, Arc::clone(&stats)),
+            ),
+            _ => (
+                RateLimiter::in_process(settings, Arc::clone(&stats)),
+                Budgets::in_process(settings, Arc::clone(&stats)),
+            ),
+        };
+        Self {
+            settings: settings.clone(),
+            limiter,
+            budgets,
+            stats,
+        }
+    }
+
+    /// The counters of the checks, for the metrics.
+    pub fn stats(&self) -> &Arc<LimitStats> {
+        &self.stats
+    }
+
+    /// Checks `caller`'s rate limits, then reserves its budgets, for a turn estimated at
+    /// `estimate` tokens.
+    pub async fn admit(
+        self: &Arc<Self>,
+        caller: &Caller,
+        estimate: u64,
+    ) -> Result<Admitted, Refused> {
+        let subject = caller.subject(&self.settings);
+        let decision = match self.limiter.check(&subject, estimate).await {
+            Ok(decision) => decision,
+            Err(error) => {
+                return Err(Refused {
+                    error: unavailable(error),
+                    quotas: Quotas::default(),
+                });
+            }
+        };
+        let quotas = Quotas {
+            requests: decision.requests,
+            tokens: decision.tokens,
+        };
+        if !decision.allowed {
+            return Err(Refused {
+                error: ApiError::RateLimited {
+                    retry_after: decision.retry_after.unwrap_or_default(),
+                    limit: match decision.refused_by {
+                        Some(arshai::limits::Refusal::KeyTokens)
+                        | Some(arshai::limits::Refusal::TenantTokens) => "tokens per minute",
+                        _ => "requests per minute",
+                    },
+                },
+                quotas,
+            });
+        }
+        let budget = match self.budgets.reserve(&subject, estimate).await {
+            Ok(budget) => budget,
+            Err(error) => {
+                if let Some(reservation) = decision.reservation {
+                    // The request counts; its tokens come back.
+                    self.settle_later(Some(reservation), None, 0);
+                }
+                let error = match error {
+                    LimitError::BudgetExceeded(refusal) => ApiError::BudgetExceeded(refusal),
+                    other => unavailable(other),
+                };
+                return Err(Refused { error, quotas });
+            }
+        };
+        Ok(Admitted {
+            limits: Arc::clone(self),
+            quotas,
+            rate: decision.reservation,
+            budget: Some(budget),
+        })
+    }
+
+    /// Every budget of `caller` this period (`GET /v1/usage`).
+    pub async fn usage(&self, caller: &Caller) -> Result<Vec<BudgetStatus>, ApiError> {
+        self.budgets
+            .usage(&caller.subject(&self.settings))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Settles in a task of its own (a drop cannot wait); each settle is one bounded
+    /// backend command.
+    fn settle_later(
+        self: &Arc<Self>,
+        rate: Option<TokenReservation>,
+        budget: Option<BudgetReservation>,
+        tokens: u64,
+    ) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limits = Arc::clone(self);
+        runtime.spawn(async move {
+            if let Some(rate) = rate
+                && let Err(error) = limits.limiter.settle(rate, tokens).await
+            {
+                tracing::warn!(%error, "rate limit settle failed");
+            }
+            if let Some(budget) = budget
+                && let Err(error) = limits.budgets.settle(budget, tokens).await
+            {
+                tracing::warn!(%error, "budget settle failed");
+            }
+        });
+    }
+}
+
+fn unavailable(error: LimitError) -> ApiError {
+    match error {
+        LimitError::BudgetExceeded(refusal) => ApiError::BudgetExceeded(refusal),
+        other => ApiError::LimitsUnavailable(other.to_string()),
+    }
+}
+
+/// The tokens a turn is charged at before it runs: about 4 characters a token of its
+/// input, plus one.
+pub fn estimate(input: &AgentInput) -> u64 {
+    let characters: usize = input
+        .messages
+        .iter()
+        .map(|message| message.content.chars().count())
+        .sum();
+    u64::try_from(characters.div_ceil(4)).unwrap_or(u64::MAX) + 1
+}
+
+/// The usage a turn reports for its settle: unknown (the estimate stays charged) until
+/// the turn records it.
+#[derive(Debug)]
+pub struct TurnUsage(AtomicU64);
+
+impl Default for TurnUsage {
+    fn default() -> Self {
+        Self(AtomicU64::new(u64::MAX))
+    }
+}
+
+impl TurnUsage {
+    /// Records the turn's total tokens.
+    pub fn record(&self, tokens: u64) {
+        self.0.store(tokens.min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<u64> {
+        let tokens = self.0.load(Ordering::Relaxed);
+        (tokens != u64::MAX).then_some(tokens)
+    }
+}
+
+/// Settles an admitted turn when dropped, with its recorded usage (or its estimate).
+struct SettleGuard {
+    admitted: Admitted,
+    usage: Arc<TurnUsage>,
+}
+
+impl Drop for SettleGuard {
+    fn drop(&mut self) {
+        let rate = self.admitted.rate.take();
+        let budget = self.admitted.budget.take();
+        let estimate = rate
+            .as_ref()
+            .map(TokenReservation::estimate)
+            .or(budget.as_ref().map(BudgetReservation::estimate))
+            .unwrap_or(0);
+        let tokens = self.usage.get().unwrap_or(estimate);
+        self.admitted.limits.settle_later(rate, budget, tokens);
+    }
+}
+
+/// A response body that settles its turn's reservations when it is dropped.
+struct SettlingBody {
+    inner: Body,
+    _guard: SettleGuard,
+}
+
+impl http_body::Body for SettlingBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Admitted {
+    /// `response` with the quota headers, settling the turn with `usage` once its body is
+    /// finished or dropped.
+    pub fn settle_with_body(self, mut response: Response, usage: Arc<TurnUsage>) -> Response {
+        self.quotas.write(response.headers_mut());
+        let guard = SettleGuard {
+            admitted: self,
+            usage,
+        };
+        response.map(|inner| {
+            Body::new(SettlingBody {
+                inner,
+                _guard: guard,
+            })
+        })
+    }
+}
