@@ -74,7 +74,6 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
 struct KeyEntry {
     digest: [u8; 32],
     tenant: Tenant,
-    agents: Vec<String>,
     caller: Caller,
 }
 
@@ -95,6 +94,8 @@ pub struct Caller {
     pub tokens_per_day: Option<u64>,
     /// The key's tokens per UTC month.
     pub tokens_per_month: Option<u64>,
+    /// The agents the key may use; empty: every agent.
+    pub agents: Vec<String>,
 }
 
 impl Caller {
@@ -107,7 +108,15 @@ impl Caller {
             tokens_per_minute: None,
             tokens_per_day: None,
             tokens_per_month: None,
+            agents: Vec::new(),
         }
+    }
+
+    /// Whether this caller may use the agent `name` (the key's `agents` list). Checked by
+    /// the auth middleware on routes that name the agent in their path, and by the
+    /// OpenAI-compatible routes, which name it in the body (`model`).
+    pub fn may_use(&self, name: &str) -> bool {
+        self.agents.is_empty() || self.agents.iter().any(|allowed| allowed == name)
     }
 
     /// The limits subject of this caller: the `[limits]` defaults, with the key's own
@@ -240,7 +249,6 @@ fn add_entries(
         entries.push(KeyEntry {
             digest,
             tenant: Tenant(key.tenant.clone()),
-            agents: key.agents.clone(),
             caller: Caller {
                 tenant: key.tenant.clone(),
                 key_id: Some(id),
@@ -248,6 +256,7 @@ fn add_entries(
                 tokens_per_minute: key.tokens_per_minute,
                 tokens_per_day: key.tokens_per_day,
                 tokens_per_month: key.tokens_per_month,
+                agents: key.agents.clone(),
             },
         });
     }
@@ -307,10 +316,9 @@ pub async fn authenticate(
             Some(entry) => entry,
         },
     };
-    if !entry.agents.is_empty()
-        && let Ok(params) = &params
+    if let Ok(params) = &params
         && let Some((_, agent)) = params.iter().find(|(name, _)| *name == "agent")
-        && !entry.agents.iter().any(|allowed| allowed == agent)
+        && !entry.caller.may_use(agent)
     {
         return ApiError::Forbidden(format!("this API key may not use the agent {agent:?}"))
             .into_response();

@@ -157,6 +157,20 @@ async fn a_key_limited_to_other_agents_is_403() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("forbidden"), "{body}");
     assert_eq!(server.upstream.request_count(), 0);
+    // The OpenAI-compatible route names the agent in the body, not the path: refused too.
+    let response = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .bearer_auth(LIMITED_KEY)
+        .json(&json!({"model": "assistant", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    assert_eq!(body["error"]["param"], "model", "{body}");
+    assert_eq!(server.upstream.request_count(), 0);
 }
 
 #[tokio::test]
