@@ -46,7 +46,7 @@ pub enum ApiError {
     #[error("no agent is named {0:?}")]
     UnknownAgent(String),
     /// The conversation does not exist (or expired, or belongs to another tenant).
-    #[error("no conversation has the id {0:?}")]
+    #[error("no conversation has the id \"{0}\"")]
     ConversationNotFound(ConversationId),
     /// No route matches.
     #[error("no such endpoint: {0}")]

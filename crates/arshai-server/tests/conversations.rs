@@ -66,6 +66,12 @@ async fn a_conversation_can_be_read_and_deleted() {
     let (status, body) = call(&server, reqwest::Method::GET, path).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "conversation_not_found");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("no conversation has the id \"")
+            && !message.contains("ConversationId("),
+        "the id as the client wrote it: {message}"
+    );
     let (status, body) = call(&server, reqwest::Method::DELETE, path).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"]["type"], "conversation_not_found");
