@@ -2,16 +2,12 @@
 //! slot until its response body has been sent (so a stream counts as in flight, and graceful
 //! shutdown waits for it, until its last byte).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http_body::{Frame, SizeHint};
 use tracing::Instrument;
 
 use crate::admission::TurnPermit;
@@ -45,32 +41,6 @@ impl Drop for TurnGuard {
                 agent_type: self.labels.agent_type,
             })
             .observe(seconds);
-    }
-}
-
-/// A response body that keeps the [`TurnGuard`] alive until it is dropped.
-struct GuardedBody {
-    inner: Body,
-    _guard: TurnGuard,
-}
-
-impl http_body::Body for GuardedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 
@@ -133,10 +103,5 @@ pub async fn admit(
         },
         start,
     };
-    response.map(|inner| {
-        Body::new(GuardedBody {
-            inner,
-            _guard: guard,
-        })
-    })
+    super::held_body::hold_until_sent(response, guard)
 }

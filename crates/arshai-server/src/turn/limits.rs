@@ -7,20 +7,16 @@
 //! the estimate is corrected by the settle. A stream dropped before it finished keeps its
 //! estimate charged; a cache hit is settled with 0 tokens (it called no provider).
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use arshai::agent::AgentInput;
 use arshai::limits::{
     BudgetReservation, BudgetStatus, Budgets, FleetRedis, LimitError, LimitStats, LimitsBackend,
     LimitsSettings, Quota, RateLimiter, TokenReservation,
 };
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
-use http_body::{Frame, SizeHint};
 
 use crate::ApiError;
 use crate::auth::Caller;
@@ -271,32 +267,6 @@ impl Drop for SettleGuard {
     }
 }
 
-/// A response body that settles its turn's reservations when it is dropped.
-struct SettlingBody {
-    inner: Body,
-    _guard: SettleGuard,
-}
-
-impl http_body::Body for SettlingBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 impl Admitted {
     /// `response` with the quota headers, settling the turn with `usage` once its body is
     /// finished or dropped.
@@ -306,11 +276,6 @@ impl Admitted {
             admitted: self,
             usage,
         };
-        response.map(|inner| {
-            Body::new(SettlingBody {
-                inner,
-                _guard: guard,
-            })
-        })
+        super::held_body::hold_until_sent(response, guard)
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod context;
 pub mod guard;
+mod held_body;
 pub mod limits;
 pub mod sse;
 
