@@ -13,13 +13,14 @@ use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::error::error_response_for;
 use crate::settings::{ApiKeySettings, AuthSettings};
 use crate::{ApiError, AppState};
 
@@ -309,10 +310,11 @@ pub async fn authenticate(
         request.extensions_mut().insert(Caller::anonymous());
         return next.run(request).await;
     }
+    let refuse = |error: ApiError| error_response_for(request.uri().path(), error);
     let entry = match presented_key(request.headers()) {
-        None => return ApiError::Unauthorized("missing API key").into_response(),
+        None => return refuse(ApiError::Unauthorized("missing API key")),
         Some(key) => match state.auth.find(key) {
-            None => return ApiError::Unauthorized("invalid API key").into_response(),
+            None => return refuse(ApiError::Unauthorized("invalid API key")),
             Some(entry) => entry,
         },
     };
@@ -320,8 +322,9 @@ pub async fn authenticate(
         && let Some((_, agent)) = params.iter().find(|(name, _)| *name == "agent")
         && !entry.caller.may_use(agent)
     {
-        return ApiError::Forbidden(format!("this API key may not use the agent {agent:?}"))
-            .into_response();
+        return refuse(ApiError::Forbidden(format!(
+            "this API key may not use the agent {agent:?}"
+        )));
     }
     request.extensions_mut().insert(entry.tenant.clone());
     request.extensions_mut().insert(entry.caller.clone());

@@ -1,5 +1,6 @@
 //! The one place where errors become HTTP responses.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use arshai::agent::AgentError;
@@ -205,7 +206,9 @@ fn llm_parts(error: &LlmError) -> (StatusCode, &'static str, Option<Duration>) {
             None,
         ),
         LlmError::Auth { .. } => (StatusCode::BAD_GATEWAY, "upstream_auth", None),
-        LlmError::BadRequest { .. } => (StatusCode::BAD_GATEWAY, "upstream_bad_request", None),
+        // The request can never succeed as sent: a client error, never retried.
+        LlmError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "upstream_bad_request", None),
+        LlmError::Unsupported { .. } => (StatusCode::BAD_REQUEST, "unsupported_parameter", None),
         LlmError::UpstreamStatus { .. } => (StatusCode::BAD_GATEWAY, "upstream_error", retry_after),
         LlmError::Connection { .. } => (StatusCode::BAD_GATEWAY, "upstream_unreachable", None),
         LlmError::Decode { .. } => (StatusCode::BAD_GATEWAY, "upstream_decode", None),
@@ -242,7 +245,7 @@ pub struct OpenAiError {
     /// The error.
     pub error: ApiError,
     /// The request parameter at fault, when one is.
-    pub param: Option<&'static str>,
+    pub param: Option<Cow<'static, str>>,
 }
 
 impl OpenAiError {
@@ -250,7 +253,16 @@ impl OpenAiError {
     pub fn with_param(error: ApiError, param: &'static str) -> Self {
         Self {
             error,
-            param: Some(param),
+            param: Some(Cow::Borrowed(param)),
+        }
+    }
+
+    /// `error`, blamed on the request parameter `param`, named at run time (a parameter the
+    /// caller sent that we do not know).
+    pub fn with_dynamic_param(error: ApiError, param: String) -> Self {
+        Self {
+            error,
+            param: Some(Cow::Owned(param)),
         }
     }
 
@@ -261,9 +273,13 @@ impl OpenAiError {
         if status == StatusCode::UNPROCESSABLE_ENTITY {
             status = StatusCode::BAD_REQUEST;
         }
+        let param = self.param.as_deref();
         let (code, param) = match &self.error {
-            ApiError::UnknownAgent(_) => ("model_not_found", self.param.or(Some("model"))),
-            _ => (code, self.param),
+            ApiError::UnknownAgent(_) => ("model_not_found", param.or(Some("model"))),
+            ApiError::Agent(AgentError::Llm(LlmError::Unsupported { param: named, .. })) => {
+                (code, param.or(Some(*named)))
+            }
+            _ => (code, param),
         };
         let kind = match status {
             StatusCode::UNAUTHORIZED => "authentication_error",
@@ -301,6 +317,33 @@ impl IntoResponse for OpenAiError {
             tracing::warn!(error = %self.error, status = status.as_u16(), "request failed");
         }
         with_retry_after((status, Json(body)).into_response(), retry_after)
+    }
+}
+
+/// Whether `path` is one of the OpenAI-compatible endpoints, whose errors use OpenAI's shape.
+pub fn is_openai_route(path: &str) -> bool {
+    path == "/v1/chat/completions"
+        || path == "/v1/models"
+        || path.starts_with("/v1/models/")
+        || path == "/v1/responses"
+        || path.starts_with("/v1/responses/")
+}
+
+/// `error` as the response of a request to `path`: in OpenAI's shape on the
+/// OpenAI-compatible endpoints ([`is_openai_route`]), in the native shape elsewhere. For
+/// middleware that answers before any route runs (auth, admission).
+pub fn error_response_for(path: &str, error: ApiError) -> Response {
+    if is_openai_route(path) {
+        let unauthorized = matches!(error, ApiError::Unauthorized(_));
+        let mut response = OpenAiError::from(error).into_response();
+        if unauthorized {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    } else {
+        error.into_response()
     }
 }
 

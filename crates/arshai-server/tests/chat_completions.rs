@@ -244,11 +244,11 @@ async fn malformed_bodies_are_400_openai_errors() {
             Some("messages"),
         ),
         (
-            json!({"model": "assistant", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+            json!({"model": "assistant", "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_id": "x"}}]}]}),
             Some("messages"),
         ),
         (
-            json!({"model": "assistant", "messages": [{"role": "user", "content": "x"}], "n": 2}),
+            json!({"model": "assistant", "messages": [{"role": "user", "content": "x"}], "n": 9}),
             Some("n"),
         ),
         (

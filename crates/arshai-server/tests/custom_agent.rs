@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 
 use arshai::agent::{Agent, AgentEventStream, AgentInput, AgentOutput, answer_once};
-use arshai::llm::{FinishReason, Usage};
+use arshai::llm::Usage;
 use arshai_server::Server;
 use serde_json::{Value, json};
 use support::sample;
@@ -33,16 +33,13 @@ impl Agent for Shout {
                 .map(|message| message.content.to_uppercase())
                 .unwrap_or_default();
             Ok(AgentOutput {
-                conversation_id: None,
-                reply: said,
                 usage: Usage {
                     input_tokens: 1,
                     output_tokens: 1,
                     total_tokens: 2,
                     reasoning_tokens: None,
                 },
-                model: "shout-1".into(),
-                finish_reason: FinishReason::Stop,
+                ..AgentOutput::text(said, "shout-1")
             })
         })
     }

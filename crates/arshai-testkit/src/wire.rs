@@ -110,6 +110,25 @@ fn call_id() -> String {
     format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..24])
 }
 
+/// OpenAI's `logprobs` object when the request asked for it (one entry per word of the
+/// answer, each with `top_logprobs` alternatives), `null` otherwise.
+fn logprobs(request: &Value, text: &str) -> Value {
+    if request["logprobs"] != json!(true) {
+        return Value::Null;
+    }
+    let top = request["top_logprobs"].as_u64().unwrap_or(0);
+    let content: Vec<Value> = text
+        .split_inclusive(' ')
+        .map(|token| {
+            let alternatives: Vec<Value> = (0..top)
+                .map(|rank| json!({"token": token, "logprob": -(rank as f64) - 0.25, "bytes": token.as_bytes()}))
+                .collect();
+            json!({"token": token, "logprob": -0.25, "bytes": token.as_bytes(), "top_logprobs": alternatives})
+        })
+        .collect();
+    json!({"content": content, "refusal": null})
+}
+
 fn openai_usage(prompt: u64, completion: u64) -> Value {
     json!({
         "prompt_tokens": prompt,
@@ -173,7 +192,7 @@ pub(crate) fn complete(wire: Wire, model: &str, answer: &Answer, request: &Value
                 "choices": [{
                     "index": 0,
                     "message": message,
-                    "logprobs": null,
+                    "logprobs": logprobs(request, &answer.text),
                     "finish_reason": if answer.calls.is_empty() { "stop" } else { "tool_calls" }
                 }],
                 "usage": openai_usage(prompt, completion),

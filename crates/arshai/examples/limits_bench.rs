@@ -50,6 +50,7 @@ impl LlmClient for Instant0 {
             },
             model: "bench-1".to_owned(),
             request_id: None,
+            logprobs: None,
         })
     }
 }

@@ -78,6 +78,7 @@ impl LlmClient for Counting {
             },
             model: "counting-1".to_owned(),
             request_id: Some(format!("upstream-{n}")),
+            logprobs: None,
         })
     }
 }

@@ -7,10 +7,11 @@ use std::time::Instant;
 
 use axum::extract::{RawPathParams, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tracing::Instrument;
 
 use crate::admission::TurnPermit;
+use crate::error::error_response_for;
 use crate::metrics::{AgentTypeLabels, Metrics, TurnLabels};
 use crate::turn::TurnRecord;
 use crate::{ApiError, AppState};
@@ -55,11 +56,11 @@ pub async fn admit(
     let permit = match state.admission.admit().await {
         Ok(permit) => permit,
         Err(rejection) => {
-            return ApiError::Overloaded {
+            let error = ApiError::Overloaded {
                 rejection,
                 retry_after: state.admission.retry_after(),
-            }
-            .into_response();
+            };
+            return error_response_for(request.uri().path(), error);
         }
     };
     let path_agent_type = params.ok().and_then(|params| {

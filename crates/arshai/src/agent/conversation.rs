@@ -15,7 +15,7 @@ use super::{
     Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender,
     HistoryWindow, ToolSet, WorkingMemory, event_stream,
 };
-use crate::llm::{ChatRequest, LlmClient, Message, Sampling};
+use crate::llm::{ChatRequest, LlmClient, Message, Role, Sampling};
 use crate::memory::{
     ConversationId, ConversationKey, IdempotencyKey, LeaseSettings, MemoryStore, Turn, TurnStart,
 };
@@ -228,6 +228,10 @@ impl ConversationAgent {
         events: &mut EventSender,
     ) -> Result<Option<AgentOutput>, AgentError> {
         let stored = turn.take_conversation();
+        if let Err(error) = answers_pending_calls(&stored.messages, &input.messages) {
+            turn.abort().await;
+            return Err(error);
+        }
         let next_version = stored.version + 1;
         let previous_memory = stored.working_memory;
         let answered = self
@@ -250,9 +254,13 @@ impl ConversationAgent {
             }
         };
         let mut output = output(Some(turn.key().id.clone()), answer);
-        // The tool exchange is not kept, only the new messages and the answer.
+        // The agent's own tool exchange is not kept, only the new messages and the answer
+        // (with the calls to the caller's tools it ended with, which the next turn answers).
         let mut messages = input.messages;
-        messages.push(Message::assistant(output.reply.clone()));
+        messages.push(Message::tool_calls(
+            output.reply.clone(),
+            output.tool_calls.clone(),
+        ));
         let revised = match &self.config.working_memory {
             Some(memory) if memory.is_due(next_version) => {
                 let revision = memory
@@ -306,17 +314,18 @@ impl ConversationAgent {
             model: config.model.clone(),
             system: (!system.is_empty()).then_some(system),
             messages: history,
-            sampling: Sampling {
-                temperature: input.sampling.temperature.or(config.sampling.temperature),
-                top_p: input.sampling.top_p.or(config.sampling.top_p),
-                max_tokens: input.sampling.max_tokens.or(config.sampling.max_tokens),
-            },
+            sampling: config.sampling.overridden_by(&input.sampling),
             request_id: input.request_id.clone(),
+            response_format: input.response_format.clone(),
+            tool_choice: input.tool_choice.clone(),
+            parallel_tool_calls: input.parallel_tool_calls,
+            user: input.user.clone(),
             ..ChatRequest::default()
         };
         tool_loop::answer(
             self.llm.as_ref(),
             self.tools.as_deref(),
+            &input.client_tools,
             chat,
             input.delivery,
             events,
@@ -368,6 +377,43 @@ fn validate(messages: &[Message]) -> Result<(), AgentError> {
     }
 }
 
+/// Checks that a turn on a conversation answers the calls to the caller's tools the last
+/// turn ended with, and only those: `tool` messages first, one per pending call.
+fn answers_pending_calls(stored: &[Message], input: &[Message]) -> Result<(), AgentError> {
+    let pending: &[crate::llm::ToolCall] = match stored.last() {
+        Some(last) if last.role == Role::Assistant => &last.tool_calls,
+        _ => &[],
+    };
+    let answers: Vec<(usize, &Message)> = input
+        .iter()
+        .enumerate()
+        .take_while(|(_, message)| message.role == Role::Tool)
+        .collect();
+    for (index, answer) in &answers {
+        let id = answer.tool_call_id.as_deref().unwrap_or_default();
+        if !pending.iter().any(|call| call.id == id) {
+            return Err(AgentError::InvalidInput(format!(
+                "messages[{index}]: tool_call_id {id:?} does not answer a pending tool call of this conversation"
+            )));
+        }
+    }
+    let unanswered: Vec<&str> = pending
+        .iter()
+        .filter(|call| {
+            !answers
+                .iter()
+                .any(|(_, answer)| answer.tool_call_id.as_deref() == Some(call.id.as_str()))
+        })
+        .map(|call| call.id.as_str())
+        .collect();
+    if !unanswered.is_empty() {
+        return Err(AgentError::InvalidInput(format!(
+            "the conversation is waiting for the results of the tool calls {unanswered:?}: send one `tool` message per call first"
+        )));
+    }
+    Ok(())
+}
+
 /// The system prompt, followed by the conversation's working memory when it has one.
 fn system_prompt(prompt: &str, working_memory: Option<&str>) -> String {
     match working_memory {
@@ -385,5 +431,7 @@ fn output(conversation_id: Option<ConversationId>, answer: Answer) -> AgentOutpu
         usage: answer.usage,
         model: answer.model,
         finish_reason: answer.finish_reason,
+        tool_calls: answer.tool_calls,
+        logprobs: answer.logprobs,
     }
 }

@@ -84,7 +84,6 @@ pub async fn collect_turn(mut events: AgentEventStream) -> Result<AgentOutput, A
 /// use std::sync::Arc;
 ///
 /// use arshai::agent::{Agent, AgentEventStream, AgentInput, AgentOutput, answer_once};
-/// use arshai::llm::{FinishReason, Usage};
 ///
 /// struct Echo;
 ///
@@ -94,13 +93,7 @@ pub async fn collect_turn(mut events: AgentEventStream) -> Result<AgentOutput, A
 ///     fn turn(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
 ///         answer_once(async move {
 ///             let said = input.messages.last().map(|m| m.content.clone()).unwrap_or_default();
-///             Ok(AgentOutput {
-///                 conversation_id: None,
-///                 reply: said,
-///                 usage: Usage::default(),
-///                 model: "echo".into(),
-///                 finish_reason: FinishReason::Stop,
-///             })
+///             Ok(AgentOutput::text(said, "echo"))
 ///         })
 ///     }
 /// }
@@ -184,6 +177,8 @@ mod tests {
             usage: crate::llm::Usage::default(),
             model: "m".into(),
             finish_reason: crate::llm::FinishReason::Stop,
+            tool_calls: Vec::new(),
+            logprobs: None,
         };
         let expected = output.clone();
         let events: Vec<AgentEvent> = answer_once(async move { Ok(output) })

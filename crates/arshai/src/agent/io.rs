@@ -1,6 +1,8 @@
 //! What goes into and comes out of an agent turn.
 
-use crate::llm::{FinishReason, Message, Sampling, Usage};
+use crate::llm::{
+    FinishReason, Message, ResponseFormat, Sampling, ToolCall, ToolChoice, ToolDefinition, Usage,
+};
 use crate::memory::{ConversationId, ConversationKey};
 
 use super::idempotency::conversation_for_key;
@@ -50,6 +52,19 @@ pub struct AgentInput {
     pub idempotency_key: Option<String>,
     /// How the model is called.
     pub delivery: Delivery,
+    /// The shape the answer must have, overriding the agent's (none: text).
+    pub response_format: Option<ResponseFormat>,
+    /// The caller's own tools (OpenAI's client-side function tools): offered to the model
+    /// next to the agent's tools; a call to one ends the turn with
+    /// [`FinishReason::ToolCalls`] and the calls in [`AgentOutput::tool_calls`], for the
+    /// caller to run and answer with [`crate::llm::Role::Tool`] messages in its next turn.
+    pub client_tools: Vec<ToolDefinition>,
+    /// Which tools the model must, may or may not call.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may ask for several tool calls at once.
+    pub parallel_tool_calls: Option<bool>,
+    /// The end user, passed to the provider (OpenAI's `user`).
+    pub user: Option<String>,
 }
 
 impl AgentInput {
@@ -83,6 +98,11 @@ impl AgentInput {
             request_id: None,
             idempotency_key: None,
             delivery: Delivery::default(),
+            response_format: None,
+            client_tools: Vec::new(),
+            tool_choice: None,
+            parallel_tool_calls: None,
+            user: None,
         }
     }
 
@@ -105,6 +125,22 @@ impl AgentInput {
     }
 }
 
+impl AgentOutput {
+    /// A stateless answer `reply` from `model` that stopped naturally, with no usage
+    /// recorded: what a custom agent usually returns (set the other fields as needed).
+    pub fn text(reply: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            conversation_id: None,
+            reply: reply.into(),
+            usage: Usage::default(),
+            model: model.into(),
+            finish_reason: FinishReason::Stop,
+            tool_calls: Vec::new(),
+            logprobs: None,
+        }
+    }
+}
+
 /// One turn's output: the last event of a successful turn ([`crate::agent::AgentEvent::Done`])
 /// and, serialized, the receipt an idempotent retry is answered with.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -120,4 +156,12 @@ pub struct AgentOutput {
     pub model: String,
     /// Why the model stopped.
     pub finish_reason: FinishReason,
+    /// Calls to the caller's own tools ([`AgentInput::client_tools`]) the turn ended with,
+    /// for the caller to run; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// The log probabilities of the answer's tokens, as the provider wrote them, when the
+    /// input's sampling asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<serde_json::Value>,
 }

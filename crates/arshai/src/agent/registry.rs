@@ -103,6 +103,7 @@ impl AgentRegistry {
                                 temperature: agent.temperature,
                                 top_p: agent.top_p,
                                 max_tokens: agent.max_tokens,
+                                ..Sampling::default()
                             },
                             lease: settings.memory.lease_settings(),
                             history: agent.history_window(),

@@ -10,14 +10,17 @@
 use futures::StreamExt;
 
 use super::{AgentError, AgentEvent, Delivery, EventSender, ToolSet};
-use crate::llm::{ChatRequest, FinishReason, LlmClient, Message, StreamEvent, ToolCall, Usage};
+use crate::llm::{
+    ChatRequest, FinishReason, LlmClient, Message, StreamEvent, ToolCall, ToolDefinition, Usage,
+};
 
 /// The model's complete answer to a turn (or to one call of it).
 #[derive(Debug)]
 pub(crate) struct Answer {
     /// The text of the last call.
     pub text: String,
-    /// The calls the last call asked for (empty once the loop is over).
+    /// The calls the last call asked for; once the loop is over, only calls to the caller's
+    /// own tools (the turn ends for the caller to run them).
     pub tool_calls: Vec<ToolCall>,
     /// Summed over every call of the turn.
     pub usage: Usage,
@@ -25,38 +28,67 @@ pub(crate) struct Answer {
     pub model: String,
     /// Why the model stopped.
     pub finish_reason: FinishReason,
+    /// The last call's log probabilities, when asked for.
+    pub logprobs: Option<serde_json::Value>,
 }
 
-/// Runs the loop over `chat` (whose `tools` this sets from `tools`); `Ok(None)` when the
-/// consumer went away before the end.
+/// Runs the loop over `chat`, offering the model the agent's `tools` and the caller's
+/// `client_tools`; `Ok(None)` when the consumer went away before the end.
+///
+/// A round whose calls include a client tool ends the turn with those calls
+/// ([`FinishReason::ToolCalls`]); the agent's own calls of that round are not run (the model
+/// can ask again once the caller answered), so the history the caller echoes back stays
+/// consistent.
 pub(crate) async fn answer(
     llm: &dyn LlmClient,
     tools: Option<&ToolSet>,
+    client_tools: &[ToolDefinition],
     mut chat: ChatRequest,
     delivery: Delivery,
     events: &mut EventSender,
 ) -> Result<Option<Answer>, AgentError> {
-    chat.tools = tools.map(ToolSet::definitions).unwrap_or_default();
+    let server_tools = tools.map(ToolSet::definitions).unwrap_or_default();
+    if let Some(clash) = client_tools
+        .iter()
+        .find(|client| server_tools.iter().any(|own| own.name == client.name))
+    {
+        return Err(AgentError::InvalidInput(format!(
+            "the tool {:?} is one of the agent's own tools; give the client tool another name",
+            clash.name
+        )));
+    }
     let max_rounds = tools.map_or(0, |tools| tools.max_rounds);
     let mut usage = Usage::default();
     for round in 0..=max_rounds {
-        if round == max_rounds {
-            chat.tools.clear();
-        }
+        // The last round offers only the caller's tools, so the loop always ends.
+        chat.tools = if round == max_rounds {
+            client_tools.to_vec()
+        } else {
+            server_tools.iter().chain(client_tools).cloned().collect()
+        };
         let Some(mut step) = call(llm, &chat, delivery, events).await? else {
             return Ok(None);
         };
         usage += step.usage;
+        let calls = std::mem::take(&mut step.tool_calls);
+        let (for_client, for_agent): (Vec<ToolCall>, Vec<ToolCall>) = calls
+            .into_iter()
+            .partition(|call| client_tools.iter().any(|tool| tool.name == call.name));
         let tools = match tools {
-            Some(tools) if !step.tool_calls.is_empty() && !chat.tools.is_empty() => tools,
+            _ if !for_client.is_empty() => {
+                step.tool_calls = for_client;
+                step.finish_reason = FinishReason::ToolCalls;
+                step.usage = usage;
+                return Ok(Some(step));
+            }
+            Some(tools) if !for_agent.is_empty() && round < max_rounds => tools,
             _ => {
                 step.usage = usage;
                 return Ok(Some(step));
             }
         };
-        let calls = std::mem::take(&mut step.tool_calls);
-        let results = tools.execute(&calls).await;
-        for (call, result) in calls.iter().zip(&results) {
+        let results = tools.execute(&for_agent).await;
+        for (call, result) in for_agent.iter().zip(&results) {
             let event = AgentEvent::ToolResult {
                 call_id: call.id.clone(),
                 name: call.name.clone(),
@@ -66,10 +98,11 @@ pub(crate) async fn answer(
                 return Ok(None);
             }
         }
-        chat.messages.push(Message::tool_calls(step.text, calls));
+        chat.messages
+            .push(Message::tool_calls(step.text, for_agent));
         chat.messages.extend(results);
     }
-    // The last round offers no tools, so it always returned above.
+    // The last round offers none of the agent's tools, so it always returned above.
     Err(AgentError::Incomplete)
 }
 
@@ -102,6 +135,7 @@ async fn call(
                 usage: response.usage,
                 model: response.model,
                 finish_reason: response.finish_reason,
+                logprobs: response.logprobs,
             }))
         }
     }
@@ -147,5 +181,6 @@ async fn streamed_call(
         usage,
         model,
         finish_reason,
+        logprobs: None,
     }))
 }

@@ -78,8 +78,8 @@ impl WorkingMemory {
             messages: vec![Message::user(prompt)],
             sampling: Sampling {
                 temperature: Some(0.0),
-                top_p: None,
                 max_tokens: self.max_tokens,
+                ..Sampling::default()
             },
             request_id,
             ..ChatRequest::default()

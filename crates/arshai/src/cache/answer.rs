@@ -40,6 +40,7 @@ impl CachedAnswer {
             usage: self.usage,
             model: self.model.clone(),
             request_id: None,
+            logprobs: None,
         }
     }
 

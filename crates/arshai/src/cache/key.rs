@@ -11,7 +11,7 @@ use crate::llm::ChatRequest;
 pub struct CacheKey(String);
 
 /// Bumped whenever the canonical form changes, so old entries are never misread.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 impl CacheKey {
     /// The key of `request` sent by `agent` to `provider`'s `model` (the request's model,
@@ -27,9 +27,6 @@ impl CacheKey {
         request: &ChatRequest,
         tenant: Option<&str>,
     ) -> Self {
-        let response_format = request.response_format.as_ref().map(
-            |format| json!({"name": format.name, "schema": format.schema, "strict": format.strict}),
-        );
         // serde_json's maps are sorted (no preserve_order feature), so equal values always
         // serialise to equal bytes.
         let canonical = json!({
@@ -42,7 +39,9 @@ impl CacheKey {
             "messages": request.messages,
             "sampling": request.sampling,
             "tools": request.tools,
-            "response_format": response_format,
+            "response_format": request.response_format,
+            "tool_choice": request.tool_choice,
+            "parallel_tool_calls": request.parallel_tool_calls,
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         let mut hex = String::with_capacity(64);

@@ -84,6 +84,17 @@ pub enum LlmError {
         /// When the breaker will let a probe through.
         retry_after: Duration,
     },
+    /// The request asks for something this provider cannot do (a parameter it has no
+    /// equivalent for); refused before anything is sent. Never retried.
+    #[error("{provider} does not support `{param}`: {message}")]
+    Unsupported {
+        /// Provider name.
+        provider: &'static str,
+        /// The request parameter, as OpenAI names it (`logprobs`, `seed`, …).
+        param: &'static str,
+        /// Why, or what to do instead.
+        message: String,
+    },
     /// The client is misconfigured (missing key, bad URL).
     #[error("{provider} is not configured: {message}")]
     Config {
@@ -102,6 +113,19 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
 }
 
 impl LlmError {
+    /// The refusal of `param` by `provider`.
+    pub fn unsupported(
+        provider: &'static str,
+        param: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Unsupported {
+            provider,
+            param,
+            message: message.into(),
+        }
+    }
+
     /// A short, stable name of the error class, for metrics labels and error bodies.
     pub fn class(&self) -> &'static str {
         match self {
@@ -114,6 +138,7 @@ impl LlmError {
             Self::Connection { .. } => "connection",
             Self::Decode { .. } => "decode",
             Self::CircuitOpen { .. } => "circuit_open",
+            Self::Unsupported { .. } => "unsupported",
             Self::Config { .. } => "config",
         }
     }

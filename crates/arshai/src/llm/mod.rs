@@ -54,7 +54,9 @@ pub use resilience::fallback::FallbackClient;
 pub use resilience::limiter::{CallLimiter, LimitedClient, Slots, host_of};
 pub use resilience::retry::{RetryBudget, RetryPolicy, RetrySettings, RetryingClient};
 pub use settings::{OpenAiProviderSettings, ProviderChoice, ProvidersSettings};
-pub use structured::{ResponseFormat, StructuredError, chat_structured, parse_structured};
+pub use structured::{
+    JsonSchemaFormat, ResponseFormat, StructuredError, chat_structured, parse_structured,
+};
 pub use tool_definition::{ToolDefinition, schema_of};
 pub use transport::dns_cache::{CachingResolver, SharedResolver};
 pub use transport::http_pool::{HttpPoolSettings, build_http_client};
@@ -62,7 +64,8 @@ pub use transport::propagation::{HeaderPropagator, set_propagator};
 #[doc(hidden)] // The benchmark decodes streams directly; clients do it for an application.
 pub use transport::sse;
 pub use types::{
-    ChatRequest, ChatResponse, FinishReason, Message, Role, Sampling, ToolCall, Usage,
+    ChatRequest, ChatResponse, FinishReason, ImagePart, Message, Role, Sampling, ToolCall,
+    ToolChoice, Usage,
 };
 
 // The providers, at the paths they have always had (`arshai::llm::openai::OpenAiClient`, …).

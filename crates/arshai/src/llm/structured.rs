@@ -4,30 +4,50 @@
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::tool_definition::schema_of;
 use super::{ChatRequest, ChatResponse, LlmClient, LlmError};
 
-/// The shape the answer must have.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ResponseFormat {
+/// The shape the answer must have (OpenAI's `response_format`, beyond plain text).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Any JSON object (OpenAI's `json_object`, Gemini's `application/json`).
+    JsonObject,
+    /// JSON that follows a schema.
+    JsonSchema(JsonSchemaFormat),
+}
+
+/// A named JSON Schema the answer must follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
     /// A name for the schema (OpenAI requires one).
     pub name: String,
     /// The JSON Schema of the answer.
     pub schema: Value,
     /// Ask the provider to enforce the schema strictly where it supports it (OpenAI's
     /// `strict`, which needs `additionalProperties: false` and every property required).
+    #[serde(default)]
     pub strict: bool,
 }
 
 impl ResponseFormat {
     /// The format of `T`, with its schema derived from the type.
     pub fn of<T: JsonSchema>(name: impl Into<String>) -> Self {
-        Self {
+        Self::JsonSchema(JsonSchemaFormat {
             name: name.into(),
             schema: schema_of::<T>(),
             strict: false,
+        })
+    }
+
+    /// The schema, for [`ResponseFormat::JsonSchema`].
+    pub fn schema(&self) -> Option<&JsonSchemaFormat> {
+        match self {
+            Self::JsonObject => None,
+            Self::JsonSchema(format) => Some(format),
         }
     }
 }
@@ -122,7 +142,8 @@ mod tests {
             parse_structured::<Point>("p", "{\"x\":\"one\"}"),
             Err(StructuredError::SchemaMismatch { .. })
         ));
-        let schema = ResponseFormat::of::<Point>("point").schema;
+        let format = ResponseFormat::of::<Point>("point");
+        let schema = &format.schema().unwrap().schema;
         assert_eq!(schema["type"], "object");
         assert!(schema.get("$schema").is_none());
     }

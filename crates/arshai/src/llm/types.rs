@@ -1,5 +1,7 @@
 //! Provider-neutral request and response types.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{ResponseFormat, ToolDefinition};
@@ -54,6 +56,28 @@ pub struct Message {
     /// For a [`Role::Tool`] message: the id of the call it answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+    /// Images that go with the text (user messages), for providers that accept them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImagePart>,
+}
+
+/// An image in a message: an `https:` URL or a `data:` URL, as OpenAI's `image_url` part.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePart {
+    /// `https://…` or `data:image/png;base64,…`.
+    pub url: String,
+    /// OpenAI's `detail` (`auto`, `low`, `high`), when the caller gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ImagePart {
+    /// The media type and base64 data of a `data:` URL; `None` for any other URL.
+    pub fn data_url(&self) -> Option<(&str, &str)> {
+        let rest = self.url.strip_prefix("data:")?;
+        let (media_type, data) = rest.split_once(";base64,")?;
+        Some((media_type, data))
+    }
 }
 
 impl Message {
@@ -64,6 +88,7 @@ impl Message {
             content: content.into(),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            images: Vec::new(),
         }
     }
 
@@ -99,8 +124,11 @@ impl Message {
     }
 }
 
-/// Sampling settings. `None` leaves the provider's default.
+/// How the model generates: sampling and decoding parameters. `None` (or empty) leaves the
+/// provider's default. A provider that cannot honour a parameter that is set refuses the call
+/// with [`super::LlmError::Unsupported`] naming it; none is silently dropped.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sampling {
     /// Temperature, usually 0.0 to 2.0.
     pub temperature: Option<f32>,
@@ -108,6 +136,67 @@ pub struct Sampling {
     pub top_p: Option<f32>,
     /// Upper bound on generated tokens.
     pub max_tokens: Option<u32>,
+    /// Sequences that end the answer when generated (not included in it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// Seed for reproducible sampling, where the provider supports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Penalty on tokens that already appeared (-2.0 to 2.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f32>,
+    /// Penalty proportional to how often a token appeared (-2.0 to 2.0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f32>,
+    /// Bias added to the logits of token ids (the provider's tokenizer), -100 to 100.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub logit_bias: BTreeMap<String, f32>,
+    /// Return the log probabilities of the output tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<bool>,
+    /// How many most likely alternatives per token to return with `logprobs` (0 to 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_logprobs: Option<u8>,
+}
+
+impl Sampling {
+    /// `self`, with every parameter `overrides` sets taking its place.
+    pub fn overridden_by(&self, overrides: &Sampling) -> Sampling {
+        Sampling {
+            temperature: overrides.temperature.or(self.temperature),
+            top_p: overrides.top_p.or(self.top_p),
+            max_tokens: overrides.max_tokens.or(self.max_tokens),
+            stop: if overrides.stop.is_empty() {
+                self.stop.clone()
+            } else {
+                overrides.stop.clone()
+            },
+            seed: overrides.seed.or(self.seed),
+            presence_penalty: overrides.presence_penalty.or(self.presence_penalty),
+            frequency_penalty: overrides.frequency_penalty.or(self.frequency_penalty),
+            logit_bias: if overrides.logit_bias.is_empty() {
+                self.logit_bias.clone()
+            } else {
+                overrides.logit_bias.clone()
+            },
+            logprobs: overrides.logprobs.or(self.logprobs),
+            top_logprobs: overrides.top_logprobs.or(self.top_logprobs),
+        }
+    }
+}
+
+/// Which tools the model must, may or may not call (OpenAI's `tool_choice`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides (the default when tools are offered).
+    Auto,
+    /// The model must not call a tool.
+    None,
+    /// The model must call at least one tool.
+    Required,
+    /// The model must call this function.
+    Function(String),
 }
 
 /// A request for one model completion.
@@ -125,8 +214,15 @@ pub struct ChatRequest {
     pub request_id: Option<String>,
     /// Tools the model may call (empty: none).
     pub tools: Vec<ToolDefinition>,
-    /// The JSON Schema the answer must follow, if any.
+    /// The shape the answer must have (a JSON object, or JSON following a schema), if any.
     pub response_format: Option<ResponseFormat>,
+    /// Which tools the model must, may or may not call; `None` is the provider's default.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may ask for several tool calls at once; `None` is the default.
+    pub parallel_tool_calls: Option<bool>,
+    /// The end user the request is made for (OpenAI's `user`), for the provider's abuse
+    /// monitoring.
+    pub user: Option<String>,
 }
 
 /// Why the model stopped.
@@ -209,4 +305,7 @@ pub struct ChatResponse {
     pub model: String,
     /// The provider's id for this response, when it gives one.
     pub request_id: Option<String>,
+    /// The log probabilities of the output tokens as the provider wrote them (OpenAI's
+    /// `choices[].logprobs` object), when [`Sampling::logprobs`] asked for them.
+    pub logprobs: Option<serde_json::Value>,
 }

@@ -9,10 +9,12 @@
 //! OpenAI's error object ([`OpenAiError`]); a failure after the stream started is sent as a
 //! `data: {"error":{…}}` frame and the stream ends without `[DONE]`.
 
+mod choices;
 mod request;
 mod response;
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use arshai::agent::AgentOutput;
 use arshai::memory::ConversationId;
@@ -21,9 +23,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 
+use choices::Choices;
 pub use request::{
-    ChatCompletionRequest, ChatMessage, ContentPart, MessageContent, StreamOptions, WireFunction,
-    WireToolCall,
+    ChatCompletionRequest, ChatMessage, ContentPart, MessageContent, NamedFunction, StopSequences,
+    StreamOptions, WireFunction, WireFunctionDefinition, WireImageUrl, WireJsonSchema,
+    WireResponseFormat, WireTool, WireToolCall, WireToolChoice,
 };
 use response::ChunkWriter;
 
@@ -66,10 +70,16 @@ pub async fn create(
     if conversation_id.is_some() {
         input.idempotency_key = idempotency.0;
     }
+    let others = Arc::new(Mutex::new(Vec::new()));
+    let agent = match request.choices() {
+        1 => agent,
+        n => Arc::new(Choices::new(agent, n, Arc::clone(&others))),
+    };
     let codec = OpenAi {
         model: request.model.clone(),
         include_usage: request.includes_usage(),
         conversation_id,
+        others,
     };
     Ok(turn::run(&state, agent, input, &context, codec).await)
 }
@@ -93,6 +103,8 @@ struct OpenAi {
     model: String,
     include_usage: bool,
     conversation_id: Option<ConversationId>,
+    /// The answers after the first of an `n > 1` request.
+    others: Arc<Mutex<Vec<AgentOutput>>>,
 }
 
 impl OpenAi {
@@ -106,7 +118,11 @@ impl OpenAi {
 
 impl TurnCodec for OpenAi {
     fn complete(self, output: AgentOutput) -> Response {
-        self.named(response::completion(&self.model, &output))
+        // The first output carries the usage of every choice.
+        let usage = output.usage;
+        let mut outputs = vec![output];
+        outputs.extend(Choices::take(&self.others));
+        self.named(response::completion(&self.model, &outputs, usage))
     }
 
     fn stream(self, events: StartedTurn, bounds: &StreamBounds) -> Response {

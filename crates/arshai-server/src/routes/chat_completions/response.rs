@@ -2,7 +2,7 @@
 //! `chat.completion.chunk` frames.
 
 use arshai::agent::{AgentEvent, AgentOutput};
-use arshai::llm::Usage;
+use arshai::llm::{ToolCall, Usage};
 use axum::Json;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
@@ -46,7 +46,7 @@ struct Completion<'a> {
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: [CompletionChoice<'a>; 1],
+    choices: Vec<CompletionChoice<'a>>,
     usage: WireUsage,
     system_fingerprint: Option<&'static str>,
 }
@@ -55,15 +55,51 @@ struct Completion<'a> {
 struct CompletionChoice<'a> {
     index: u32,
     message: CompletionMessage<'a>,
-    logprobs: Option<()>,
+    logprobs: Option<&'a serde_json::Value>,
     finish_reason: &'a str,
 }
 
 #[derive(Debug, Serialize)]
 struct CompletionMessage<'a> {
     role: &'static str,
-    content: &'a str,
+    /// `null` when the message only calls tools, as OpenAI sends it.
+    content: Option<&'a str>,
     refusal: Option<()>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCallOut<'a>>,
+}
+
+/// A tool call in a message, or (with `index`) in a chunk's delta.
+#[derive(Debug, Serialize)]
+struct WireToolCallOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionOut<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct WireFunctionOut<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+fn tool_calls_out(calls: &[ToolCall], indexed: bool) -> Vec<WireToolCallOut<'_>> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| WireToolCallOut {
+            index: indexed.then_some(index),
+            id: &call.id,
+            kind: "function",
+            function: WireFunctionOut {
+                name: &call.name,
+                arguments: &call.arguments,
+            },
+        })
+        .collect()
 }
 
 /// A `chat.completion.chunk` object.
@@ -94,6 +130,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCallOut<'a>>,
 }
 
 /// What every chunk of one streamed completion shares.
@@ -123,6 +161,7 @@ impl ChunkWriter {
             Delta {
                 role: Some("assistant"),
                 content: Some(""),
+                ..Delta::default()
             },
             None,
         )
@@ -161,11 +200,21 @@ impl ChunkWriter {
                 },
                 None,
             )],
-            // The agent runs its own tools; OpenAI clients would try to run them too.
+            // The agent runs its own tools; OpenAI clients would try to run them too. Calls
+            // to the caller's tools end the turn: they are sent with the last chunk.
             Ok(AgentEvent::ToolCall(_) | AgentEvent::ToolResult { .. }) => Vec::new(),
             Ok(AgentEvent::Done(summary)) => {
-                let mut frames =
-                    vec![self.delta(Delta::default(), Some(summary.finish_reason.as_wire()))];
+                let mut frames = Vec::with_capacity(4);
+                if !summary.tool_calls.is_empty() {
+                    frames.push(self.delta(
+                        Delta {
+                            tool_calls: tool_calls_out(&summary.tool_calls, true),
+                            ..Delta::default()
+                        },
+                        None,
+                    ));
+                }
+                frames.push(self.delta(Delta::default(), Some(summary.finish_reason.as_wire())));
                 if self.include_usage {
                     frames.push(self.chunk(None, Some(summary.usage)));
                 }
@@ -204,25 +253,32 @@ fn completion_id() -> String {
     format!("chatcmpl-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// The `chat.completion` response to a whole answer by agent `model`.
-pub(super) fn completion(model: &str, output: &AgentOutput) -> Response {
+/// The `chat.completion` response to the whole answers by agent `model`: one choice per
+/// output (`n` of them), with `usage` for all of them.
+pub(super) fn completion(model: &str, outputs: &[AgentOutput], usage: Usage) -> Response {
     let id = completion_id();
     let body = Completion {
         id: &id,
         object: "chat.completion",
         created: unix_seconds(),
         model,
-        choices: [CompletionChoice {
-            index: 0,
-            message: CompletionMessage {
-                role: "assistant",
-                content: &output.reply,
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: output.finish_reason.as_wire(),
-        }],
-        usage: output.usage.into(),
+        choices: outputs
+            .iter()
+            .enumerate()
+            .map(|(index, output)| CompletionChoice {
+                index: index as u32,
+                message: CompletionMessage {
+                    role: "assistant",
+                    content: (!output.reply.is_empty() || output.tool_calls.is_empty())
+                        .then_some(output.reply.as_str()),
+                    refusal: None,
+                    tool_calls: tool_calls_out(&output.tool_calls, false),
+                },
+                logprobs: output.logprobs.as_ref(),
+                finish_reason: output.finish_reason.as_wire(),
+            })
+            .collect(),
+        usage: usage.into(),
         system_fingerprint: None,
     };
     Json(body).into_response()

@@ -17,7 +17,7 @@ use crate::llm::transport::propagation;
 use crate::llm::transport::sse::{self, ChunkDecoder, Flow};
 use crate::llm::{
     ChatRequest, ChatResponse, FinishReason, HttpPoolSettings, LlmClient, LlmError, Message, Role,
-    StreamEvent, ToolCall, Usage, build_http_client,
+    StreamEvent, ToolCall, ToolChoice, Usage, build_http_client,
 };
 
 /// The public Gemini API, used when no base URL is configured.
@@ -85,7 +85,12 @@ impl GeminiClient {
         })
     }
 
-    fn post(&self, request: &ChatRequest, stream: bool) -> reqwest::RequestBuilder {
+    fn post(
+        &self,
+        request: &ChatRequest,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, LlmError> {
+        let body = wire_request(request)?;
         let model = request.model.as_deref().unwrap_or(&self.model);
         let url = if stream {
             format!("{}/models/{model}:streamGenerateContent?alt=sse", self.base)
@@ -96,17 +101,17 @@ impl GeminiClient {
             .http
             .post(url)
             .headers(self.headers.clone())
-            .json(&wire_request(request));
+            .json(&body);
         if let Some(id) = &request.request_id {
             builder = builder.header("x-request-id", id);
         }
-        propagation::propagate(builder)
+        Ok(propagation::propagate(builder))
     }
 
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let deadline = self.settings.request_timeout();
         let response = self
-            .post(request, false)
+            .post(request, false)?
             .send()
             .await
             .map_err(|e| transport_error(PROVIDER, &e, deadline))?;
@@ -127,6 +132,7 @@ impl GeminiClient {
             usage: Usage::default(),
             model: String::new(),
             request_id: wire.response_id.clone(),
+            logprobs: None,
         };
         let mut events = VecDeque::new();
         decoder.absorb(wire, &mut events);
@@ -150,7 +156,8 @@ impl GeminiClient {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, LlmError>>, LlmError> {
         let deadline = self.settings.request_timeout();
-        let response = match tokio::time::timeout(deadline, self.post(request, true).send()).await {
+        let post = self.post(request, true)?;
+        let response = match tokio::time::timeout(deadline, post.send()).await {
             Ok(sent) => sent.map_err(|e| transport_error(PROVIDER, &e, deadline))?,
             Err(_) => {
                 return Err(LlmError::Timeout {
@@ -202,12 +209,14 @@ impl LlmClient for GeminiClient {
 
 // ---- request --------------------------------------------------------------------------------
 
-/// The `generateContent` body of `request`.
-fn wire_request(request: &ChatRequest) -> Value {
+/// The `generateContent` body of `request`; a parameter Gemini has no equivalent for is
+/// refused ([`LlmError::Unsupported`]).
+fn wire_request(request: &ChatRequest) -> Result<Value, LlmError> {
+    refuse_unsupported(request)?;
     let mut contents: Vec<Value> = Vec::with_capacity(request.messages.len());
     for (index, message) in request.messages.iter().enumerate() {
         let (role, part) = match message.role {
-            Role::User => ("user", vec![json!({"text": message.content})]),
+            Role::User => ("user", user_parts(message)?),
             Role::System => ("user", vec![json!({"text": message.content})]),
             Role::Assistant => {
                 let mut parts = Vec::new();
@@ -274,14 +283,87 @@ fn wire_request(request: &ChatRequest) -> Value {
     if let Some(m) = sampling.max_tokens {
         config.insert("maxOutputTokens".into(), json!(m));
     }
+    if !sampling.stop.is_empty() {
+        config.insert("stopSequences".into(), json!(sampling.stop));
+    }
+    if let Some(seed) = sampling.seed {
+        config.insert("seed".into(), json!(seed));
+    }
+    if let Some(penalty) = sampling.presence_penalty {
+        config.insert("presencePenalty".into(), json!(penalty));
+    }
+    if let Some(penalty) = sampling.frequency_penalty {
+        config.insert("frequencyPenalty".into(), json!(penalty));
+    }
     if let Some(format) = &request.response_format {
         config.insert("responseMimeType".into(), json!("application/json"));
-        config.insert("responseSchema".into(), openapi_schema(&format.schema));
+        if let Some(format) = format.schema() {
+            config.insert("responseSchema".into(), openapi_schema(&format.schema));
+        }
     }
     if !config.is_empty() {
         body["generationConfig"] = Value::Object(config);
     }
-    body
+    if let Some(choice) = &request.tool_choice {
+        let config = match choice {
+            ToolChoice::Auto => json!({"mode": "AUTO"}),
+            ToolChoice::None => json!({"mode": "NONE"}),
+            ToolChoice::Required => json!({"mode": "ANY"}),
+            ToolChoice::Function(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+        };
+        body["toolConfig"] = json!({ "functionCallingConfig": config });
+    }
+    Ok(body)
+}
+
+/// Refuses what `generateContent` has no equivalent for.
+fn refuse_unsupported(request: &ChatRequest) -> Result<(), LlmError> {
+    let sampling = &request.sampling;
+    if !sampling.logit_bias.is_empty() {
+        return Err(LlmError::unsupported(
+            PROVIDER,
+            "logit_bias",
+            "Gemini has no logit bias",
+        ));
+    }
+    if sampling.logprobs == Some(true) || sampling.top_logprobs.is_some() {
+        return Err(LlmError::unsupported(
+            PROVIDER,
+            "logprobs",
+            "log probabilities are not returned by this Gemini client",
+        ));
+    }
+    if request.parallel_tool_calls == Some(false) {
+        return Err(LlmError::unsupported(
+            PROVIDER,
+            "parallel_tool_calls",
+            "Gemini cannot be limited to one tool call per answer",
+        ));
+    }
+    if request.user.is_some() {
+        return Err(LlmError::unsupported(
+            PROVIDER,
+            "user",
+            "Gemini has no end-user field",
+        ));
+    }
+    Ok(())
+}
+
+/// A user message's parts: its text, then its images (Gemini takes them inline, as data).
+fn user_parts(message: &Message) -> Result<Vec<Value>, LlmError> {
+    let mut parts = vec![json!({"text": message.content})];
+    for image in &message.images {
+        let Some((media_type, data)) = image.data_url() else {
+            return Err(LlmError::unsupported(
+                PROVIDER,
+                "messages",
+                "Gemini takes images as data: URLs (data:image/png;base64,…), not as links",
+            ));
+        };
+        parts.push(json!({"inlineData": {"mimeType": media_type, "data": data}}));
+    }
+    Ok(parts)
 }
 
 /// The name of the tool call `id` answers, found in the assistant messages before it.
@@ -600,7 +682,7 @@ impl WireUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::{ResponseFormat, ToolDefinition};
+    use crate::llm::{JsonSchemaFormat, ResponseFormat, ToolDefinition};
 
     #[test]
     fn tool_results_go_back_as_function_responses_in_one_user_content() {
@@ -629,14 +711,14 @@ mod tests {
                 "w",
                 json!({"type":"object","properties":{"city":{"type":["string","null"]}},"additionalProperties":false}),
             )],
-            response_format: Some(ResponseFormat {
+            response_format: Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
                 name: "x".into(),
                 schema: json!({"$schema":"x","type":"object","properties":{"n":{"type":"integer","format":"uint32"}}}),
                 strict: false,
-            }),
+            })),
             ..ChatRequest::default()
         };
-        let body = wire_request(&request);
+        let body = wire_request(&request).unwrap();
         assert_eq!(body["systemInstruction"]["parts"][0]["text"], "be brief");
         let contents = body["contents"].as_array().unwrap();
         assert_eq!(contents.len(), 3);

@@ -108,7 +108,11 @@ impl Engine {
         // The model object owns the KV cache: each request works on its own clone (the
         // weights themselves are shared, reference-counted).
         let mut model = self.weights()?.clone();
-        let seed = uuid::Uuid::new_v4().as_u64_pair().0;
+        // A caller's seed makes sampling reproducible; otherwise each answer draws its own.
+        let seed = request
+            .sampling
+            .seed
+            .map_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0, |seed| seed as u64);
         let mut sampler = Sampler::new(&request.sampling, seed, self.tokenizer.stop_ids());
         let events = &job.events;
         let outcome = generate(

@@ -136,6 +136,7 @@ impl LlmClient for LocalClient {
             usage,
             model,
             request_id: request.request_id.clone(),
+            logprobs: None,
         })
     }
 
@@ -144,6 +145,9 @@ impl LlmClient for LocalClient {
         &'a self,
         request: &'a ChatRequest,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        if let Err(error) = refuse_unsupported(request) {
+            return stream::once(async move { Err(error) }).boxed();
+        }
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let job = Job {
             request: request.clone(),
@@ -153,5 +157,53 @@ impl LlmClient for LocalClient {
             return stream::once(async move { Err(error) }).boxed();
         }
         stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+    }
+}
+
+/// Refuses what the embedded model cannot do, naming the parameter.
+fn refuse_unsupported(request: &ChatRequest) -> Result<(), LlmError> {
+    let sampling = &request.sampling;
+    let refused = if !sampling.stop.is_empty() {
+        Some((
+            "stop",
+            "stop sequences are not supported by the local model yet",
+        ))
+    } else if sampling.presence_penalty.is_some() || sampling.frequency_penalty.is_some() {
+        Some((
+            if sampling.presence_penalty.is_some() {
+                "presence_penalty"
+            } else {
+                "frequency_penalty"
+            },
+            "the local model's sampler has no repetition penalties",
+        ))
+    } else if !sampling.logit_bias.is_empty() {
+        Some(("logit_bias", "the local model's sampler has no logit bias"))
+    } else if sampling.logprobs == Some(true) || sampling.top_logprobs.is_some() {
+        Some((
+            "logprobs",
+            "the local model does not return log probabilities",
+        ))
+    } else if request.response_format.is_some() {
+        Some((
+            "response_format",
+            "the local model cannot constrain its answer to JSON yet",
+        ))
+    } else if !request.tools.is_empty() || request.tool_choice.is_some() {
+        Some(("tools", "the local model cannot call tools"))
+    } else if request
+        .messages
+        .iter()
+        .any(|message| !message.images.is_empty())
+    {
+        Some(("messages", "the local model reads text only, not images"))
+    } else if request.user.is_some() {
+        Some(("user", "the local model has no end-user field"))
+    } else {
+        None
+    };
+    match refused {
+        Some((param, message)) => Err(LlmError::unsupported(PROVIDER, param, message)),
+        None => Ok(()),
     }
 }

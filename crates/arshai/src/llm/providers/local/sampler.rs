@@ -77,7 +77,7 @@ mod tests {
         let sampling = Sampling {
             temperature: Some(1.0),
             top_p: Some(0.01),
-            max_tokens: None,
+            ..Sampling::default()
         };
         let mut sampler = Sampler::new(&sampling, 1, vec![]);
         for _ in 0..20 {
@@ -92,8 +92,7 @@ mod tests {
     fn high_temperature_explores_several_tokens() {
         let sampling = Sampling {
             temperature: Some(2.0),
-            top_p: None,
-            max_tokens: None,
+            ..Sampling::default()
         };
         let mut sampler = Sampler::new(&sampling, 3, vec![]);
         let seen: std::collections::HashSet<u32> = (0..200)

@@ -161,6 +161,13 @@ impl OpenAiClient {
         request: &ChatRequest,
     ) -> Result<BoxStream<'static, Result<StreamEvent, LlmError>>, LlmError> {
         let provider = self.provider;
+        if request.sampling.logprobs == Some(true) || request.sampling.top_logprobs.is_some() {
+            return Err(LlmError::unsupported(
+                provider,
+                "logprobs",
+                "log probabilities are returned on non-streamed requests only",
+            ));
+        }
         let deadline = self.settings.request_timeout();
         let body = WireRequest::from_request(request, &self.default_model, true);
         // The total deadline bounds the wait for the response head; after that each read is

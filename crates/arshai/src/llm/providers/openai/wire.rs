@@ -1,11 +1,14 @@
 //! The Chat Completions wire format: request and response bodies, and the usage object the
 //! streamed chunks share.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::llm::providers::lenient_json::null_as_default;
 use crate::llm::{
-    ChatRequest, ChatResponse, FinishReason, LlmError, Message, Role, ToolCall, Usage,
+    ChatRequest, ChatResponse, FinishReason, LlmError, Message, ResponseFormat, Role, ToolCall,
+    ToolChoice, Usage,
 };
 
 pub(super) fn decode_response(
@@ -29,6 +32,26 @@ pub(super) struct WireRequest<'a> {
     top_p: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presence_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frequency_penalty: Option<f32>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    logit_bias: &'a BTreeMap<String, f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_logprobs: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -57,7 +80,8 @@ struct WireFunctionDef<'a> {
 struct WireResponseFormat<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    json_schema: WireJsonSchema<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    json_schema: Option<WireJsonSchema<'a>>,
 }
 
 #[derive(Serialize)]
@@ -82,18 +106,29 @@ impl<'a> WireRequest<'a> {
         if let Some(system) = &request.system {
             messages.push(WireMessageOut {
                 role: Role::System.as_str(),
-                content: Some(system),
+                content: WireContent::Text(Some(system)),
                 tool_calls: Vec::new(),
                 tool_call_id: None,
             });
         }
+        let sampling = &request.sampling;
         messages.extend(request.messages.iter().map(WireMessageOut::from_message));
         Self {
             model: request.model.as_deref().unwrap_or(default_model),
             messages,
-            temperature: request.sampling.temperature,
-            top_p: request.sampling.top_p,
-            max_tokens: request.sampling.max_tokens,
+            temperature: sampling.temperature,
+            top_p: sampling.top_p,
+            max_tokens: sampling.max_tokens,
+            stop: &sampling.stop,
+            seed: sampling.seed,
+            presence_penalty: sampling.presence_penalty,
+            frequency_penalty: sampling.frequency_penalty,
+            logit_bias: &sampling.logit_bias,
+            logprobs: sampling.logprobs,
+            top_logprobs: sampling.top_logprobs,
+            tool_choice: request.tool_choice.as_ref().map(tool_choice),
+            parallel_tool_calls: request.parallel_tool_calls,
+            user: request.user.as_deref(),
             stream,
             stream_options: stream.then_some(WireStreamOptions {
                 include_usage: true,
@@ -110,25 +145,63 @@ impl<'a> WireRequest<'a> {
                     },
                 })
                 .collect(),
-            response_format: request
-                .response_format
-                .as_ref()
-                .map(|format| WireResponseFormat {
+            response_format: request.response_format.as_ref().map(|format| match format {
+                ResponseFormat::JsonObject => WireResponseFormat {
+                    kind: "json_object",
+                    json_schema: None,
+                },
+                ResponseFormat::JsonSchema(format) => WireResponseFormat {
                     kind: "json_schema",
-                    json_schema: WireJsonSchema {
+                    json_schema: Some(WireJsonSchema {
                         name: &format.name,
                         schema: &format.schema,
                         strict: format.strict,
-                    },
-                }),
+                    }),
+                },
+            }),
         }
     }
+}
+
+/// OpenAI's `tool_choice` value.
+fn tool_choice(choice: &ToolChoice) -> serde_json::Value {
+    match choice {
+        ToolChoice::Auto => "auto".into(),
+        ToolChoice::None => "none".into(),
+        ToolChoice::Required => "required".into(),
+        ToolChoice::Function(name) => {
+            serde_json::json!({"type": "function", "function": {"name": name}})
+        }
+    }
+}
+
+/// A message's content: text (absent for an assistant message that only calls tools), or
+/// parts when it carries images.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum WireContent<'a> {
+    Text(Option<&'a str>),
+    Parts(Vec<WirePart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WirePart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: WireImageUrl<'a> },
+}
+
+#[derive(Serialize)]
+struct WireImageUrl<'a> {
+    url: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
 }
 
 #[derive(Serialize)]
 struct WireMessageOut<'a> {
     role: &'static str,
-    content: Option<&'a str>,
+    content: WireContent<'a>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<WireToolCallOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,9 +211,26 @@ struct WireMessageOut<'a> {
 impl<'a> WireMessageOut<'a> {
     fn from_message(message: &'a Message) -> Self {
         let only_tool_calls = message.content.is_empty() && !message.tool_calls.is_empty();
+        let content = if message.images.is_empty() {
+            WireContent::Text((!only_tool_calls).then_some(message.content.as_str()))
+        } else {
+            let text = (!message.content.is_empty()).then_some(WirePart::Text {
+                text: &message.content,
+            });
+            WireContent::Parts(
+                text.into_iter()
+                    .chain(message.images.iter().map(|image| WirePart::ImageUrl {
+                        image_url: WireImageUrl {
+                            url: &image.url,
+                            detail: image.detail.as_deref(),
+                        },
+                    }))
+                    .collect(),
+            )
+        };
         Self {
             role: message.role.as_str(),
-            content: (!only_tool_calls).then_some(message.content.as_str()),
+            content,
             tool_calls: message
                 .tool_calls
                 .iter()
@@ -215,6 +305,7 @@ impl WireResponse {
             usage: self.usage.map(WireUsage::into_usage).unwrap_or_default(),
             model: self.model.unwrap_or_default(),
             request_id: self.id,
+            logprobs: choice.logprobs.filter(|value| !value.is_null()),
         })
     }
 }
@@ -225,6 +316,8 @@ struct WireChoice {
     message: WireMessageIn,
     #[serde(default)]
     finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
