@@ -19,8 +19,11 @@ pub struct ChooseError(pub String);
 #[async_trait]
 pub trait EdgeChooser: Send + Sync + 'static {
     /// The chosen target; it must be one of `targets`.
-    async fn choose(&self, state: &WorkflowState, targets: &[String])
-    -> Result<String, ChooseError>;
+    async fn choose(
+        &self,
+        state: &WorkflowState,
+        targets: &[String],
+    ) -> Result<String, ChooseError>;
 }
 
 /// A chooser from a function of the state.
@@ -129,7 +132,10 @@ mod tests {
     #[test]
     fn a_reply_names_a_target_exactly_or_by_mention() {
         let targets = ["billing".to_owned(), "technical".to_owned()];
-        assert_eq!(target_named(" Billing.\n", &targets).as_deref(), Some("billing"));
+        assert_eq!(
+            target_named(" Billing.\n", &targets).as_deref(),
+            Some("billing")
+        );
         assert_eq!(
             target_named("This is a technical question", &targets).as_deref(),
             Some("technical")

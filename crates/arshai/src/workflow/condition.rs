@@ -66,7 +66,9 @@ impl Condition {
 
     /// Whether the condition holds on `state`.
     pub fn holds(&self, state: &WorkflowState) -> bool {
-        let value = state.pointer(&self.pointer).filter(|value| !value.is_null());
+        let value = state
+            .pointer(&self.pointer)
+            .filter(|value| !value.is_null());
         if let Some(exists) = self.exists
             && exists != value.is_some()
         {

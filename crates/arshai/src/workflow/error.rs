@@ -149,9 +149,7 @@ pub enum RunError {
         error: NodeError,
     },
     /// The run needed more steps than `max_steps`.
-    #[error(
-        "workflow {workflow:?} reached its bound of {max_steps} steps before node {node:?}"
-    )]
+    #[error("workflow {workflow:?} reached its bound of {max_steps} steps before node {node:?}")]
     StepLimit {
         /// The workflow.
         workflow: String,

@@ -85,7 +85,8 @@ pub struct RunOutput {
     pub output: Value,
     /// The whole state at the end.
     pub state: Value,
-    /// Every node execution, in the order they ended.
+    /// Every node execution in run order (the branches of a fan-out in declared order, a
+    /// nested workflow's steps before its own).
     pub steps: Vec<Step>,
     /// Tokens used by every agent node.
     pub usage: Usage,

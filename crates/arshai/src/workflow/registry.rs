@@ -6,13 +6,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::bounds::Bounds;
 use super::chooser::{AgentChooser, EdgeChooser};
 use super::definition::Workflow;
 use super::error::DefinitionError;
 use super::node::{Node, NodeFunction, NodeKind};
 use super::route::Route;
 use super::settings::{EdgeSettings, EntrySettings, RouterSettings, WorkflowSettings};
-use super::bounds::Bounds;
 use crate::agent::{Agent, Tool};
 
 /// What the nodes of declared workflows may name, besides each other.

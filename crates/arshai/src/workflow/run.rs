@@ -127,17 +127,16 @@ impl Workflow {
             match self.resolve(route, &state, from).await? {
                 Hop::End => break,
                 Hop::Node(node) => {
-                    let done = self
-                        .run_node(node, &state, walk, events.clone())
-                        .await?;
+                    let done = self.run_node(node, &state, walk, events.clone()).await?;
                     route = &done.node.route;
                     from = Some(&done.node.name);
                     last = absorb(&mut state, &mut steps, &mut usage, done);
                 }
                 Hop::Parallel(branches, join) => {
-                    let runs = branches.iter().filter_map(|branch| self.node(branch)).map(
-                        |node| self.run_node(node, &state, walk, events.clone()),
-                    );
+                    let runs = branches
+                        .iter()
+                        .filter_map(|branch| self.node(branch))
+                        .map(|node| self.run_node(node, &state, walk, events.clone()));
                     let results = join_all(runs).await;
                     let mut outputs = Map::new();
                     for result in results {
@@ -250,9 +249,13 @@ impl Workflow {
             .await;
             let started = Instant::now();
             let view = fallback_state.as_ref().unwrap_or(state);
-            let result = self
+            let mut result = self
                 .execute_node(current, view, walk.options, events.clone(), &label)
                 .await;
+            if let Ok((_, _, nested)) = &mut result {
+                // A nested workflow's steps come before its own.
+                steps.append(nested);
+            }
             let (status, error) = match &result {
                 Ok(_) => (StepStatus::Ok, None),
                 Err(NodeError::Timeout(_)) => (StepStatus::TimedOut, result.as_ref().err()),
@@ -270,7 +273,7 @@ impl Workflow {
             emit(&mut events, WorkflowEvent::NodeFinished(step.clone())).await;
             steps.push(step);
             match result {
-                Ok((output, usage)) => {
+                Ok((output, usage, _)) => {
                     return Ok(Finished {
                         node: current,
                         output,
@@ -314,7 +317,7 @@ impl Workflow {
         options: &RunOptions,
         events: Option<Sender>,
         label: &str,
-    ) -> Result<(Value, Usage), NodeError> {
+    ) -> Result<(Value, Usage, Vec<Step>), NodeError> {
         let input = state
             .read(&node.input)
             .ok_or_else(|| NodeError::MissingInput {
@@ -323,20 +326,28 @@ impl Workflow {
         let work = async {
             match &node.kind {
                 NodeKind::Agent(agent) => {
-                    agent_turn(agent, node.memory, input, options, events, label).await
+                    let (reply, usage) =
+                        agent_turn(agent, node.memory, input, options, events, label).await?;
+                    Ok((reply, usage, Vec::new()))
                 }
-                NodeKind::Tool(tool) => Ok((Value::String(tool.call(input).await?), Usage::default())),
+                NodeKind::Tool(tool) => Ok((
+                    Value::String(tool.call(input).await?),
+                    Usage::default(),
+                    Vec::new(),
+                )),
                 NodeKind::Workflow(inner) => {
                     let prefix = format!("{label}/");
                     let run = inner
                         .execute(input, options, events, &prefix)
                         .await
                         .map_err(|error| NodeError::Workflow(Box::new(error)))?;
-                    Ok((run.output, run.usage))
+                    Ok((run.output, run.usage, run.steps))
                 }
-                NodeKind::Function(function) => {
-                    Ok((function.call(input, state).await?, Usage::default()))
-                }
+                NodeKind::Function(function) => Ok((
+                    function.call(input, state).await?,
+                    Usage::default(),
+                    Vec::new(),
+                )),
             }
         };
         match node.timeout.or(self.bounds.node_timeout) {

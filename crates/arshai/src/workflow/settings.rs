@@ -197,7 +197,11 @@ pub fn validate_workflows(workflows: &[WorkflowSettings]) -> Result<(), InvalidS
             ));
         }
         if !names.insert(workflow.name.as_str()) {
-            return Err(InvalidSetting::new(key, &workflow.name, "is declared twice"));
+            return Err(InvalidSetting::new(
+                key,
+                &workflow.name,
+                "is declared twice",
+            ));
         }
         if workflow.nodes.is_empty() {
             return Err(InvalidSetting::new(

@@ -136,9 +136,6 @@ mod tests {
         assert_eq!(state.pointer("/a~1b"), Some(&json!(5)));
         assert_eq!(state.pointer("/missing"), None);
         assert_eq!(state.pointer("input"), None);
-        assert_eq!(
-            state.read("").unwrap()["input"]["items"][0],
-            json!(1)
-        );
+        assert_eq!(state.read("").unwrap()["input"]["items"][0], json!(1));
     }
 }

@@ -34,9 +34,17 @@ pub(crate) fn workflow(workflow: &Workflow) -> Result<(), DefinitionError> {
     }
     check_route(workflow, "the entry", &workflow.entry)?;
     for node in &workflow.nodes {
-        check_route(workflow, &format!("the edge from {:?}", node.name), &node.route)?;
+        check_route(
+            workflow,
+            &format!("the edge from {:?}", node.name),
+            &node.route,
+        )?;
         if let Some(fallback) = &node.fallback {
-            known(workflow, &format!("the fallback of {:?}", node.name), fallback)?;
+            known(
+                workflow,
+                &format!("the fallback of {:?}", node.name),
+                fallback,
+            )?;
             if fallback == &node.name {
                 return Err(DefinitionError::invalid(
                     name,
@@ -76,7 +84,10 @@ pub(crate) fn workflow(workflow: &Workflow) -> Result<(), DefinitionError> {
     }
     let bounds = workflow.bounds;
     if bounds.max_steps == Some(0) {
-        return Err(DefinitionError::invalid(name, "max_steps must be at least 1"));
+        return Err(DefinitionError::invalid(
+            name,
+            "max_steps must be at least 1",
+        ));
     }
     if bounds.timeout.is_some_and(|t| t.is_zero())
         || bounds.node_timeout.is_some_and(|t| t.is_zero())
