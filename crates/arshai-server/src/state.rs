@@ -8,6 +8,7 @@ use arshai::cache::{
 };
 use arshai::limits::{FleetRedis, LimitError, LimitsBackend};
 use arshai::memory::{MemoryError, MemoryStore, RedisStoreConfig, open_store};
+use arshai::workflow::{DefinitionError, NodeCatalog, WorkflowRegistry};
 
 use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub limits: Arc<TurnLimits>,
     /// The response cache's counters (shared by every caching agent).
     pub cache_stats: Arc<CacheStats>,
+    /// The workflows, by name.
+    pub workflows: Arc<WorkflowRegistry>,
 }
 
 /// Why the server could not start.
@@ -51,6 +54,10 @@ pub enum StartupError {
     /// The API keys could not be loaded.
     #[error("cannot load the API keys: {0}")]
     Auth(#[from] AuthError),
+    /// A workflow could not be built (an unknown node, an unreachable node, a cycle
+    /// without a step bound, …).
+    #[error("cannot build the workflows: {0}")]
+    Workflows(#[from] DefinitionError),
     /// The Redis link of the limits and the cache could not be opened.
     #[error("cannot open the limits and cache Redis link: {0}")]
     Fleet(#[from] LimitError),
@@ -112,6 +119,10 @@ impl AppState {
         for agent in agents {
             registry.insert(agent);
         }
+        let workflows = WorkflowRegistry::from_settings(
+            &settings.workflows,
+            &NodeCatalog::with_agents(registry.iter()),
+        )?;
         let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
@@ -124,6 +135,7 @@ impl AppState {
             auth: Arc::new(auth),
             limits,
             cache_stats,
+            workflows: Arc::new(workflows),
         })
     }
 
