@@ -8,7 +8,7 @@ use arshai::cache::{
 };
 use arshai::limits::{FleetRedis, LimitError, LimitsBackend};
 use arshai::memory::{MemoryError, MemoryStore, RedisStoreConfig, open_store};
-use arshai::workflow::{DefinitionError, NodeCatalog, WorkflowRegistry};
+use arshai::workflow::{DefinitionError, NodeCatalog, Workflow, WorkflowRegistry};
 
 use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
@@ -42,6 +42,15 @@ pub struct AppState {
     pub workflows: Arc<WorkflowRegistry>,
 }
 
+/// What a program adds to the workflows the settings declare: the functions, tools and
+/// routers their nodes may name, and workflows built in code (see
+/// [`crate::ServerBuilder::workflow`]).
+#[derive(Clone, Default)]
+pub(crate) struct CodeWorkflows {
+    pub(crate) catalog: NodeCatalog,
+    pub(crate) built: Vec<Arc<Workflow>>,
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -66,7 +75,7 @@ pub enum StartupError {
 impl AppState {
     /// Opens the memory store and builds the agents the settings declare, each measured.
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
-        Self::assemble(settings, None, Vec::new()).await
+        Self::assemble(settings, None, Vec::new(), CodeWorkflows::default()).await
     }
 
     /// The state of a server with `agents` built by the program besides those the settings
@@ -76,6 +85,7 @@ impl AppState {
         settings: Settings,
         memory: Option<Arc<dyn MemoryStore>>,
         agents: Vec<Arc<dyn Agent>>,
+        code_workflows: CodeWorkflows,
     ) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let auth = ApiKeys::load(&settings.auth)?;
@@ -119,10 +129,15 @@ impl AppState {
         for agent in agents {
             registry.insert(agent);
         }
-        let workflows = WorkflowRegistry::from_settings(
-            &settings.workflows,
-            &NodeCatalog::with_agents(registry.iter()),
-        )?;
+        let catalog = registry
+            .iter()
+            .fold(code_workflows.catalog, |catalog, agent| {
+                catalog.agent(Arc::clone(agent))
+            });
+        let mut workflows = WorkflowRegistry::from_settings(&settings.workflows, &catalog)?;
+        for workflow in code_workflows.built {
+            workflows.insert(workflow);
+        }
         let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {

@@ -613,7 +613,10 @@ async fn the_support_desk_example_routes_a_message_to_its_desk() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(steps(&body), pairs(&[("triage", "ok"), ("technical", "ok")]));
+    assert_eq!(
+        steps(&body),
+        pairs(&[("triage", "ok"), ("technical", "ok")])
+    );
     assert_eq!(body["output"], "echo: the app crashes at login");
 
     server.upstream.push(Reply::text("billing"));
@@ -625,4 +628,70 @@ async fn the_support_desk_example_routes_a_message_to_its_desk() {
     .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(steps(&body), pairs(&[("billing", "ok")]));
+}
+
+#[tokio::test]
+async fn functions_tools_and_workflows_from_code_join_those_the_settings_declare() {
+    use arshai::agent::FnTool;
+    use arshai::workflow::{FnNode, Node, NodeError, Workflow};
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Lookup {
+        order: String,
+    }
+
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let settings = load(
+        &with_workflow(
+            "[[workflows]]\nname = \"orders\"\n\
+             [[workflows.nodes]]\nname = \"parse\"\nfunction = \"parse\"\n\
+             [[workflows.nodes]]\nname = \"lookup\"\ntool = \"lookup\"\ninput = \"/parse\"\n\
+             [[workflows.edges]]\nfrom = \"parse\"\nto = \"lookup\"\n",
+        ),
+        &upstream,
+    )
+    .expect("the config loads");
+    let server = arshai_server::Server::builder()
+        .settings(settings)
+        .workflow_function(
+            "parse",
+            FnNode(|input: Value| async move {
+                let text = input
+                    .as_str()
+                    .ok_or_else(|| NodeError::function("text expected"))?;
+                Ok(json!({"order": text.trim_start_matches("order ")}))
+            }),
+        )
+        .workflow_tool(std::sync::Arc::new(FnTool::new(
+            "lookup",
+            "Finds an order",
+            |args: Lookup| async move { Ok(format!("order {} ships tomorrow", args.order)) },
+        )))
+        .workflow(
+            Workflow::builder("shout")
+                .node(Node::from_fn("shout", |input: Value| async move {
+                    Ok(json!(input.as_str().unwrap_or_default().to_uppercase()))
+                }))
+                .build()
+                .expect("valid"),
+        )
+        .build()
+        .await
+        .expect("the server builds");
+    let server = TestServer::start_state(upstream, server.state().clone()).await;
+
+    let (status, body) = run(&server, "orders", json!({"input": "order 42"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"], "order 42 ships tomorrow");
+    assert_eq!(body["state"]["parse"], json!({"order": "42"}));
+    let (status, body) = run(&server, "shout", json!({"input": "hey"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"], "HEY");
+    let (status, body) = run(&server, "orders", json!({"input": 7})).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["type"], "workflow_node_failed");
+    assert_eq!(
+        body["error"]["message"],
+        "node \"parse\" of workflow \"orders\" failed: text expected"
+    );
 }
