@@ -49,9 +49,9 @@ pub enum ApiError {
     /// No workflow has this name.
     #[error("no workflow is named {0:?}")]
     UnknownWorkflow(String),
-    /// A workflow run failed.
+    /// A workflow run failed (boxed: a run's error is larger than the others).
     #[error(transparent)]
-    Workflow(#[from] arshai::workflow::RunError),
+    Workflow(Box<arshai::workflow::RunError>),
     /// The conversation does not exist (or expired, or belongs to another tenant).
     #[error("no conversation has the id \"{0}\"")]
     ConversationNotFound(ConversationId),

@@ -247,7 +247,7 @@ pub async fn post_run(
             Ok(Err(error)) => {
                 usage.record(0);
                 runs.count(error.class());
-                ApiError::Workflow(error).into_response()
+                ApiError::Workflow(Box::new(error)).into_response()
             }
             Err(_) => {
                 runs.count("request_timeout");
@@ -302,7 +302,7 @@ async fn next_within(
     let idle_at = Instant::now() + bounds.idle;
     match tokio::time::timeout_at(idle_at.min(bounds.deadline), events.next()).await {
         Ok(Some(Ok(event))) => Ok(Some(event)),
-        Ok(Some(Err(error))) => Err(ApiError::Workflow(error)),
+        Ok(Some(Err(error))) => Err(ApiError::Workflow(Box::new(error))),
         Ok(None) => Ok(None),
         Err(_) if bounds.deadline <= idle_at => Err(ApiError::RequestTimeout(bounds.total)),
         Err(_) => Err(ApiError::StreamIdle(bounds.idle)),
@@ -326,11 +326,11 @@ async fn first_event(
             first,
             rest: events,
         }),
-        None => Err(ApiError::Workflow(RunError::NoRoute {
+        None => Err(ApiError::Workflow(Box::new(RunError::NoRoute {
             workflow: String::new(),
             from: "the entry".to_owned(),
             reason: "the run ended without an answer".to_owned(),
-        })),
+        }))),
     }
 }
 
