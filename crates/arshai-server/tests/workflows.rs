@@ -695,3 +695,143 @@ async fn functions_tools_and_workflows_from_code_join_those_the_settings_declare
         "node \"parse\" of workflow \"orders\" failed: text expected"
     );
 }
+
+#[tokio::test]
+async fn runs_need_a_key_that_may_use_the_workflow_and_keep_to_its_tenant() {
+    use arshai_server::settings::{ApiKeySettings, AuthSettings};
+
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let mut settings = load(CONFIG, &upstream).expect("the config loads");
+    let key = |tenant: &str, secret: &str, agents: &[&str]| ApiKeySettings {
+        tenant: tenant.to_owned(),
+        key: Some(secret.to_owned()),
+        agents: agents.iter().map(|a| (*a).to_owned()).collect(),
+        ..Default::default()
+    };
+    settings.auth = AuthSettings {
+        enabled: true,
+        keys: vec![
+            key("acme", "acme-key-1", &[]),
+            key("globex", "globex-key-2", &[]),
+            key("limited", "limited-key-3", &["billing"]),
+        ],
+        keys_file: None,
+    };
+    let server = TestServer::start_with(upstream, settings).await;
+    let run_with = |key: Option<&'static str>| {
+        let mut request = server
+            .http
+            .post(server.url("/v1/workflows/resilient/runs"))
+            .json(&json!({"input": "hi", "conversation_id": "private"}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        async move {
+            let response = request.send().await.expect("answers");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("JSON"))
+        }
+    };
+    let (status, _) = run_with(None).await;
+    assert_eq!(status, 401);
+    let (status, body) = run_with(Some("limited-key-3")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "this API key may not use the workflow \"resilient\""
+    );
+    let (status, body) = run_with(Some("acme-key-1")).await;
+    assert_eq!(status, 200, "{body}");
+
+    let stored = |key: &'static str| {
+        let request = server
+            .http
+            .get(server.url("/v1/agents/billing/conversations/private"))
+            .bearer_auth(key);
+        async move { request.send().await.expect("answers").status().as_u16() }
+    };
+    assert_eq!(stored("acme-key-1").await, 200, "the run's tenant holds it");
+    assert_eq!(
+        stored("globex-key-2").await,
+        404,
+        "another tenant does not see it"
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_run_forwards_an_agent_nodes_tool_calls_and_results() {
+    use std::sync::Arc;
+
+    use arshai::agent::{ConversationAgent, ConversationAgentConfig, FnTool, ToolSet};
+    use arshai::llm::ClientFactory;
+    use arshai::memory::{InMemoryStore, MemoryStore};
+    use arshai::workflow::{Node, Workflow};
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Query {
+        q: String,
+    }
+
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let settings = load(CONFIG, &upstream).expect("the config loads");
+    let memory: Arc<dyn MemoryStore> = Arc::new(InMemoryStore::default());
+    let llm = ClientFactory::new(settings.providers.clone())
+        .client(Default::default())
+        .expect("client");
+    let agent = ConversationAgent::new(
+        ConversationAgentConfig {
+            name: "researcher".to_owned(),
+            model: Some("fake-model".to_owned()),
+            lease: settings.memory.lease_settings(),
+            ..ConversationAgentConfig::default()
+        },
+        llm,
+        Arc::clone(&memory),
+    )
+    .with_tools(ToolSet::new().with(FnTool::new(
+        "lookup",
+        "Looks a word up",
+        |query: Query| async move { Ok(format!("found {}", query.q)) },
+    )));
+    let workflow = Workflow::builder("research")
+        .node(Node::agent("ask", Arc::new(agent)))
+        .build()
+        .expect("valid");
+    let built = arshai_server::Server::builder()
+        .settings(settings)
+        .memory(memory)
+        .workflow(workflow)
+        .build()
+        .await
+        .expect("builds");
+    let server = TestServer::start_state(upstream, built.state().clone()).await;
+
+    server
+        .upstream
+        .push(Reply::tool_call("lookup", r#"{"q":"sea"}"#));
+    let response = server
+        .http
+        .post(server.url("/v1/workflows/research/runs"))
+        .json(&json!({"input": "find the sea", "stream": true}))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(response.status(), 200);
+    let parsed = parse_strict(&response.bytes().await.expect("body"));
+    let event = |name: &str| {
+        parsed
+            .frames
+            .iter()
+            .find(|frame| frame.event.as_deref() == Some(name))
+            .map(|frame| serde_json::from_str::<Value>(&frame.data).expect("JSON"))
+            .unwrap_or_else(|| panic!("no {name} event in {:?}", parsed.frames))
+    };
+    let call = event("tool_call");
+    assert_eq!(call["node"], "ask");
+    assert_eq!(call["name"], "lookup");
+    assert_eq!(call["arguments"], r#"{"q":"sea"}"#);
+    let result = event("tool_result");
+    assert_eq!(result["node"], "ask");
+    assert_eq!(result["content"], "found sea");
+    assert_eq!(event("done")["output"], "echo: find the sea");
+}
