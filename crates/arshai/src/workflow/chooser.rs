@@ -47,8 +47,8 @@ where
 /// and the list of targets, statelessly, and its reply names the target.
 ///
 /// The reply matches a target when, trimmed of whitespace, quotes and a final full stop,
-/// it equals the target's name ignoring ASCII case; failing that, the first target whose
-/// name appears in the reply is taken. A reply naming none is an error.
+/// it equals the target's name ignoring ASCII case; failing that, the target named
+/// earliest in the reply is taken. A reply naming none is an error.
 pub struct AgentChooser {
     agent: Arc<dyn Agent>,
     input: String,
@@ -83,7 +83,9 @@ pub fn target_named(reply: &str, targets: &[String]) -> Option<String> {
             let lower = reply.to_ascii_lowercase();
             targets
                 .iter()
-                .find(|target| lower.contains(&target.to_ascii_lowercase()))
+                .filter_map(|target| Some((lower.find(&target.to_ascii_lowercase())?, target)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, target)| target)
         })
         .cloned()
 }
@@ -138,6 +140,10 @@ mod tests {
         );
         assert_eq!(
             target_named("This is a technical question", &targets).as_deref(),
+            Some("technical")
+        );
+        assert_eq!(
+            target_named("technical, not billing", &targets).as_deref(),
             Some("technical")
         );
         assert_eq!(target_named("no idea", &targets), None);
