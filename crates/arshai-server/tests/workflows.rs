@@ -835,3 +835,26 @@ async fn a_streamed_run_forwards_an_agent_nodes_tool_calls_and_results() {
     assert_eq!(result["content"], "found sea");
     assert_eq!(event("done")["output"], "echo: find the sea");
 }
+
+#[tokio::test]
+async fn a_run_past_the_request_deadline_is_504_and_counted() {
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let mut settings = load(CONFIG, &upstream).expect("the config loads");
+    settings.server.request_timeout_seconds = 0.5;
+    let server = TestServer::start_with(upstream, settings).await;
+    server
+        .upstream
+        .push(Reply::text("too late").delayed(Duration::from_secs(30)));
+    let (status, body) = run(&server, "resilient", json!({"input": "x"})).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["type"], "request_timeout");
+    let metrics = server.metrics_text().await;
+    assert_eq!(
+        support::sample(
+            &metrics,
+            "arshai_workflow_runs_total{workflow=\"resilient\",status=\"request_timeout\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+}
