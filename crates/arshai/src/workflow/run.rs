@@ -240,12 +240,9 @@ impl Workflow {
                 });
             }
             let label = format!("{}{}", walk.prefix, current.name);
-            emit(
-                &mut events,
-                WorkflowEvent::NodeStarted {
-                    node: label.clone(),
-                },
-            )
+            emit(&mut events, || WorkflowEvent::NodeStarted {
+                node: label.clone(),
+            })
             .await;
             let started = Instant::now();
             let view = fallback_state.as_ref().unwrap_or(state);
@@ -270,7 +267,7 @@ impl Workflow {
             if let Some(observer) = &walk.options.observer {
                 observer.step_finished(&self.name, &step);
             }
-            emit(&mut events, WorkflowEvent::NodeFinished(step.clone())).await;
+            emit(&mut events, || WorkflowEvent::NodeFinished(step.clone())).await;
             steps.push(step);
             match result {
                 Ok((output, usage, _)) => {
@@ -381,11 +378,11 @@ fn absorb(
     done.output
 }
 
-/// Sends `event` if the run is streamed; a consumer that left is not an error here (the run
-/// is dropped with its stream).
-async fn emit(events: &mut Option<Sender>, event: WorkflowEvent) {
+/// Sends the event `make` builds if the run is streamed (a run to its end builds none); a
+/// consumer that left is not an error here (the run is dropped with its stream).
+async fn emit(events: &mut Option<Sender>, make: impl FnOnce() -> WorkflowEvent) {
     if let Some(sender) = events {
-        let _ = sender.send(Ok(event)).await;
+        let _ = sender.send(Ok(make())).await;
     }
 }
 
