@@ -9,7 +9,9 @@ use arshai::agent::Agent;
 use arshai::memory::MemoryStore;
 use tokio::net::TcpListener;
 
-use crate::state::{AppState, StartupError};
+use crate::state::{AppState, CodeWorkflows, StartupError};
+use arshai::agent::Tool;
+use arshai::workflow::{EdgeChooser, NodeFunction, Workflow};
 
 /// The arshai server, for programs that embed it.
 ///
@@ -43,6 +45,7 @@ pub struct ServerBuilder {
     settings: Settings,
     memory: Option<Arc<dyn MemoryStore>>,
     agents: Vec<Arc<dyn Agent>>,
+    workflows: CodeWorkflows,
 }
 
 /// Why a server stopped with an error.
@@ -117,9 +120,40 @@ impl ServerBuilder {
         self
     }
 
-    /// Opens the store (unless given), builds the declared agents and the server.
+    /// Serves `workflow` (built in code) under its name, beside those the settings declare.
+    pub fn workflow(mut self, workflow: Workflow) -> Self {
+        self.workflows.built.push(Arc::new(workflow));
+        self
+    }
+
+    /// A function the settings' workflow nodes may name (`function = "name"`).
+    pub fn workflow_function(
+        mut self,
+        name: impl Into<String>,
+        function: impl NodeFunction,
+    ) -> Self {
+        self.workflows.catalog = self.workflows.catalog.function(name, function);
+        self
+    }
+
+    /// A tool the settings' workflow nodes may name (`tool = "name"`, its definition's name).
+    pub fn workflow_tool(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.workflows.catalog = self.workflows.catalog.tool(tool);
+        self
+    }
+
+    /// A router the settings' workflow edges and entries may name (`router = "name"`);
+    /// it wins over an agent of the same name.
+    pub fn workflow_router(mut self, name: impl Into<String>, chooser: impl EdgeChooser) -> Self {
+        self.workflows.catalog = self.workflows.catalog.chooser(name, chooser);
+        self
+    }
+
+    /// Opens the store (unless given), builds the declared agents and workflows, and the
+    /// server.
     pub async fn build(self) -> Result<Server, StartupError> {
-        let state = AppState::assemble(self.settings, self.memory, self.agents).await?;
+        let state =
+            AppState::assemble(self.settings, self.memory, self.agents, self.workflows).await?;
         Ok(Server { state })
     }
 

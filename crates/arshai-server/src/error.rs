@@ -6,6 +6,7 @@ use std::time::Duration;
 use arshai::agent::AgentError;
 use arshai::llm::LlmError;
 use arshai::memory::{ConversationId, MemoryError};
+use arshai::workflow::{NodeError, RunError};
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -46,6 +47,12 @@ pub enum ApiError {
     /// No agent has this name.
     #[error("no agent is named {0:?}")]
     UnknownAgent(String),
+    /// No workflow has this name.
+    #[error("no workflow is named {0:?}")]
+    UnknownWorkflow(String),
+    /// A workflow run failed (boxed: a run's error is larger than the others).
+    #[error(transparent)]
+    Workflow(Box<arshai::workflow::RunError>),
     /// The conversation does not exist (or expired, or belongs to another tenant).
     #[error("no conversation has the id \"{0}\"")]
     ConversationNotFound(ConversationId),
@@ -110,6 +117,8 @@ impl ApiError {
                 (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
             }
             Self::UnknownAgent(_) => (StatusCode::NOT_FOUND, "unknown_agent", None),
+            Self::UnknownWorkflow(_) => (StatusCode::NOT_FOUND, "unknown_workflow", None),
+            Self::Workflow(error) => workflow_parts(error),
             Self::ConversationNotFound(_) => {
                 (StatusCode::NOT_FOUND, "conversation_not_found", None)
             }
@@ -164,6 +173,28 @@ impl ApiError {
     /// event when a stream fails after it started).
     pub(crate) fn body(&self) -> serde_json::Value {
         json!({"error": {"type": self.parts().1, "message": self.to_string()}})
+    }
+}
+
+/// A failed run: a node's agent error keeps its own status and type; the engine's own
+/// bounds are 504 (time) and 508 (steps); a route that found no target is 500.
+fn workflow_parts(error: &RunError) -> (StatusCode, &'static str, Option<Duration>) {
+    match error {
+        RunError::Node { .. } => match error.node_error() {
+            Some(NodeError::Agent(AgentError::Memory(error))) => memory_parts(error),
+            Some(NodeError::Agent(AgentError::Llm(error))) => llm_parts(error),
+            Some(NodeError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, "workflow_node_timeout", None)
+            }
+            _ => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "workflow_node_failed",
+                None,
+            ),
+        },
+        RunError::StepLimit { .. } => (StatusCode::LOOP_DETECTED, "workflow_step_limit", None),
+        RunError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "workflow_timeout", None),
+        RunError::NoRoute { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "workflow_no_route", None),
     }
 }
 

@@ -9,6 +9,8 @@
 //!   ([`routes::agents`], [`routes::conversations`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models[/{model}]` — the OpenAI-compatible API
 //!   ([`routes::chat_completions`], [`routes::models`]).
+//! - `GET /v1/workflows`, `POST /v1/workflows/{workflow}/runs` — workflow runs, as JSON or
+//!   server-sent events per node ([`routes::workflows`]).
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
 //!
@@ -64,12 +66,17 @@ pub fn app(state: AppState) -> Router {
             post(routes::messages::post_message),
         )
         .route("/v1/chat/completions", post(chat_completions::create))
+        .route(
+            "/v1/workflows/{workflow}/runs",
+            post(routes::workflows::post_run),
+        )
         .route_layer(from_fn_with_state(state.clone(), turn::guard::admit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The rest of the API: authenticated (tenants see only their own conversations), not
     // admitted (cheap reads that must keep working under overload).
     let api = Router::new()
         .route("/v1/agents", get(agents::list_agents))
+        .route("/v1/workflows", get(routes::workflows::list_workflows))
         .route(
             "/v1/agents/{agent}/conversations/{id}",
             get(conversations::get_conversation).delete(conversations::delete_conversation),

@@ -8,6 +8,7 @@ use arshai::cache::{
 };
 use arshai::limits::{FleetRedis, LimitError, LimitsBackend};
 use arshai::memory::{MemoryError, MemoryStore, RedisStoreConfig, open_store};
+use arshai::workflow::{DefinitionError, NodeCatalog, Workflow, WorkflowRegistry};
 
 use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
@@ -37,6 +38,17 @@ pub struct AppState {
     pub limits: Arc<TurnLimits>,
     /// The response cache's counters (shared by every caching agent).
     pub cache_stats: Arc<CacheStats>,
+    /// The workflows, by name.
+    pub workflows: Arc<WorkflowRegistry>,
+}
+
+/// What a program adds to the workflows the settings declare: the functions, tools and
+/// routers their nodes may name, and workflows built in code (see
+/// [`crate::ServerBuilder::workflow`]).
+#[derive(Clone, Default)]
+pub(crate) struct CodeWorkflows {
+    pub(crate) catalog: NodeCatalog,
+    pub(crate) built: Vec<Arc<Workflow>>,
 }
 
 /// Why the server could not start.
@@ -51,6 +63,10 @@ pub enum StartupError {
     /// The API keys could not be loaded.
     #[error("cannot load the API keys: {0}")]
     Auth(#[from] AuthError),
+    /// A workflow could not be built (an unknown node, an unreachable node, a cycle
+    /// without a step bound, …).
+    #[error("cannot build the workflows: {0}")]
+    Workflows(#[from] DefinitionError),
     /// The Redis link of the limits and the cache could not be opened.
     #[error("cannot open the limits and cache Redis link: {0}")]
     Fleet(#[from] LimitError),
@@ -59,7 +75,7 @@ pub enum StartupError {
 impl AppState {
     /// Opens the memory store and builds the agents the settings declare, each measured.
     pub async fn from_settings(settings: Settings) -> Result<Self, StartupError> {
-        Self::assemble(settings, None, Vec::new()).await
+        Self::assemble(settings, None, Vec::new(), CodeWorkflows::default()).await
     }
 
     /// The state of a server with `agents` built by the program besides those the settings
@@ -69,6 +85,7 @@ impl AppState {
         settings: Settings,
         memory: Option<Arc<dyn MemoryStore>>,
         agents: Vec<Arc<dyn Agent>>,
+        code_workflows: CodeWorkflows,
     ) -> Result<Self, StartupError> {
         let metrics = Arc::new(Metrics::new());
         let auth = ApiKeys::load(&settings.auth)?;
@@ -112,6 +129,15 @@ impl AppState {
         for agent in agents {
             registry.insert(agent);
         }
+        let catalog = registry
+            .iter()
+            .fold(code_workflows.catalog, |catalog, agent| {
+                catalog.agent(Arc::clone(agent))
+            });
+        let mut workflows = WorkflowRegistry::from_settings(&settings.workflows, &catalog)?;
+        for workflow in code_workflows.built {
+            workflows.insert(workflow);
+        }
         let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
         Ok(Self {
@@ -124,6 +150,7 @@ impl AppState {
             auth: Arc::new(auth),
             limits,
             cache_stats,
+            workflows: Arc::new(workflows),
         })
     }
 

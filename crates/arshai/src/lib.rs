@@ -10,6 +10,9 @@
 //! 3. [`memory`] — conversation memory with sliding TTL, `max_conversations` and atomic,
 //!    versioned appends, so that no message is lost when instances race on a conversation.
 //!
+//! [`workflow`] sits on top: graphs of agent, tool, workflow and function nodes with a JSON
+//! state passed between them, declared in settings or built in code.
+//!
 //! Fleet controls sit beside the layers: [`cache`] (a response cache, an
 //! [`llm::LlmClient`] decorator) and [`limits`] (rate limits and token budgets), each in
 //! process or in Redis, exact across replicas.
@@ -24,6 +27,7 @@ pub mod limits;
 pub mod llm;
 pub mod memory;
 pub mod settings;
+pub mod workflow;
 
 pub use agent::Settings;
 pub use agent::{Agent, AgentError, AgentInput, AgentOutput, ConversationAgent};

@@ -11,12 +11,14 @@ mod llm_events;
 mod metered_llm;
 mod metered_memory;
 mod process;
+mod workflow_steps;
 
 pub use controls::encode_controls;
 pub use llm_events::MetricsLlmEvents;
 pub use metered_llm::MeteredLlm;
 pub use metered_memory::MeteredMemory;
 pub use process::ProcessStats;
+pub use workflow_steps::WorkflowStepMetrics;
 
 use std::sync::atomic::AtomicU64;
 
@@ -141,6 +143,27 @@ pub struct BuildLabels {
     pub version: &'static str,
 }
 
+/// Labels of a workflow run's outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WorkflowRunLabels {
+    /// The workflow (configured, so bounded).
+    pub workflow: String,
+    /// `ok`, or the failure's class (`node_failed`, `node_timeout`, `step_limit`,
+    /// `timeout`, `no_route`, `request_timeout`, `cancelled`).
+    pub status: &'static str,
+}
+
+/// Labels of a workflow node's execution.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct WorkflowNodeLabels {
+    /// The workflow (configured, so bounded).
+    pub workflow: String,
+    /// The node (configured, so bounded).
+    pub node: String,
+    /// `ok`, `failed` or `timed_out`.
+    pub status: &'static str,
+}
+
 /// Labels of an admission refusal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct RejectionLabels {
@@ -199,6 +222,10 @@ pub struct Metrics {
     pub connections: Counter<u64, AtomicU64>,
     /// `arshai_build_info{version}`: always 1; counts replicas and versions in a rollout.
     pub build_info: Family<BuildLabels, Gauge>,
+    /// `arshai_workflow_runs_total{workflow,status}`.
+    pub workflow_runs: Family<WorkflowRunLabels, Counter>,
+    /// `arshai_workflow_node_duration_seconds{workflow,node,status}`.
+    pub workflow_node_duration: HistogramFamily<WorkflowNodeLabels>,
 }
 
 impl Default for Metrics {
@@ -235,6 +262,8 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             build_info: Family::default(),
+            workflow_runs: Family::default(),
+            workflow_node_duration: Family::new_with_constructor(request_histogram),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder; other names are registered whole.
@@ -348,6 +377,16 @@ impl Metrics {
             "arshai_build_info",
             "1, labelled with the version of the running arshai build",
             metrics.build_info.clone(),
+        );
+        registry.register(
+            "arshai_workflow_runs",
+            "Workflow runs by workflow and outcome",
+            metrics.workflow_runs.clone(),
+        );
+        registry.register(
+            "arshai_workflow_node_duration_seconds",
+            "Workflow node duration in seconds, by workflow, node and outcome",
+            metrics.workflow_node_duration.clone(),
         );
         metrics
             .build_info

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod usage;
+pub mod workflows;
 
 use axum::http::{Method, Uri};
 

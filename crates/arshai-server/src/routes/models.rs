@@ -1,5 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{model}`: the agents, as OpenAI model objects, so
-//! OpenAI clients can discover what to put in `model`.
+//! OpenAI clients can discover what to put in `model`; then the workflows
+//! (`owned_by: "arshai-workflow"`), which run at `/v1/workflows/{name}/runs` (not through
+//! `/v1/chat/completions`).
 
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +20,7 @@ pub struct Model {
     pub object: &'static str,
     /// Creation time in Unix seconds; agents are declared in settings and have none, so `0`.
     pub created: u64,
-    /// Always `arshai`.
+    /// `arshai` for an agent, `arshai-workflow` for a workflow.
     pub owned_by: &'static str,
 }
 
@@ -29,6 +31,13 @@ impl Model {
             object: "model",
             created: 0,
             owned_by: "arshai",
+        }
+    }
+
+    fn workflow(name: &str) -> Self {
+        Self {
+            owned_by: "arshai-workflow",
+            ..Self::new(name)
         }
     }
 }
@@ -50,6 +59,12 @@ pub async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
             .agents
             .iter()
             .map(|agent| Model::new(agent.name()))
+            .chain(
+                state
+                    .workflows
+                    .iter()
+                    .map(|workflow| Model::workflow(workflow.name())),
+            )
             .collect(),
     })
 }
@@ -61,6 +76,9 @@ pub async fn get_model(
 ) -> Result<Json<Model>, OpenAiError> {
     match state.agents.get(&model) {
         Some(agent) => Ok(Json(Model::new(agent.name()))),
-        None => Err(ApiError::UnknownAgent(model).into()),
+        None => match state.workflows.get(&model) {
+            Some(workflow) => Ok(Json(Model::workflow(workflow.name()))),
+            None => Err(ApiError::UnknownAgent(model).into()),
+        },
     }
 }

@@ -37,6 +37,8 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     /// The agents this server exposes.
     pub agents: Vec<AgentSettings>,
+    /// The workflows this server runs (`docs/workflows.md`).
+    pub workflows: Vec<arshai::workflow::WorkflowSettings>,
     /// Admission control and connection limits.
     pub admission: AdmissionSettings,
     /// Graceful shutdown.
@@ -70,6 +72,7 @@ impl Settings {
         self.memory.validate()?;
         self.providers.validate()?;
         validate_agents(&self.agents)?;
+        arshai::workflow::validate_workflows(&self.workflows)?;
         self.server.validate()?;
         self.stream.validate()?;
         self.admission.validate()?;
@@ -89,6 +92,7 @@ impl Settings {
             memory: self.memory.clone(),
             providers: self.providers.clone(),
             agents: self.agents.clone(),
+            workflows: self.workflows.clone(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Settings {
     pub providers: ProvidersSettings,
     /// The agents.
     pub agents: Vec<AgentSettings>,
+    /// The workflows (`[[workflows]]`, `docs/workflows.md`).
+    pub workflows: Vec<crate::workflow::WorkflowSettings>,
 }
 
 impl Settings {
@@ -31,7 +33,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         self.memory.validate()?;
         self.providers.validate()?;
-        validate_agents(&self.agents)
+        validate_agents(&self.agents)?;
+        crate::workflow::validate_workflows(&self.workflows)
     }
 }
 

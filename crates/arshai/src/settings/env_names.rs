@@ -61,7 +61,7 @@ impl EnvNames {
     pub const LIBRARY: Self = Self {
         plain: &[],
         not_settings: &[],
-        sections: Some(&["memory", "providers", "agents"]),
+        sections: Some(&["memory", "providers", "agents", "workflows"]),
     };
 
     /// Whether the structured variable `rest` (`SECTION__KEY`, after the prefix) belongs to
