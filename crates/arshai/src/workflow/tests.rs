@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::agent::{Agent, AgentEvent, AgentEventStream, AgentInput, AgentOutput, answer_once};
-use crate::llm::{FinishReason, Usage};
+use crate::llm::Usage;
 
 /// A function node answering `value`.
 fn constant(name: &str, value: Value) -> Node {
@@ -47,16 +47,13 @@ impl Agent for Echo {
         answer_once(async move {
             let said = input.messages.last().map(|m| m.content.clone());
             Ok(AgentOutput {
-                conversation_id: None,
-                reply: format!("{}: {}", self.0, said.unwrap_or_default()),
                 usage: Usage {
                     input_tokens: 1,
                     output_tokens: 2,
                     total_tokens: 3,
                     reasoning_tokens: None,
                 },
-                model: "echo".into(),
-                finish_reason: FinishReason::Stop,
+                ..AgentOutput::text(format!("{}: {}", self.0, said.unwrap_or_default()), "echo")
             })
         })
     }
@@ -170,15 +167,7 @@ async fn an_agent_chooser_routes_by_the_agents_reply() {
             "fixed"
         }
         fn turn(self: Arc<Self>, _input: AgentInput) -> AgentEventStream {
-            answer_once(async move {
-                Ok(AgentOutput {
-                    conversation_id: None,
-                    reply: self.0.to_owned(),
-                    usage: Usage::default(),
-                    model: "m".into(),
-                    finish_reason: FinishReason::Stop,
-                })
-            })
+            answer_once(async move { Ok(AgentOutput::text(self.0, "m")) })
         }
     }
     let workflow = Workflow::builder("routed")
