@@ -13,6 +13,7 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
+use crate::runs::{RunError, Runs};
 use crate::settings::Settings;
 use crate::turn::limits::TurnLimits;
 
@@ -37,6 +38,8 @@ pub struct AppState {
     pub limits: Arc<TurnLimits>,
     /// The response cache's counters (shared by every caching agent).
     pub cache_stats: Arc<CacheStats>,
+    /// The durable run queue; `None` with the in-memory store (runs are refused).
+    pub runs: Option<Arc<Runs>>,
 }
 
 /// Why the server could not start.
@@ -54,6 +57,9 @@ pub enum StartupError {
     /// The Redis link of the limits and the cache could not be opened.
     #[error("cannot open the limits and cache Redis link: {0}")]
     Fleet(#[from] LimitError),
+    /// The run queue's Redis link could not be opened.
+    #[error("cannot open the run queue: {0}")]
+    Runs(#[from] RunError),
 }
 
 impl AppState {
@@ -114,6 +120,7 @@ impl AppState {
         }
         let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
+        let runs = Runs::open(&settings).await?;
         Ok(Self {
             settings: Arc::new(settings),
             agents: Arc::new(agents),
@@ -124,6 +131,7 @@ impl AppState {
             auth: Arc::new(auth),
             limits,
             cache_stats,
+            runs,
         })
     }
 

@@ -11,12 +11,14 @@ mod llm_events;
 mod metered_llm;
 mod metered_memory;
 mod process;
+mod runs;
 
 pub use controls::encode_controls;
 pub use llm_events::MetricsLlmEvents;
 pub use metered_llm::MeteredLlm;
 pub use metered_memory::MeteredMemory;
 pub use process::ProcessStats;
+pub use runs::{OutcomeLabels, QueueLabels, RunMetrics};
 
 use std::sync::atomic::AtomicU64;
 
@@ -197,6 +199,8 @@ pub struct Metrics {
     pub connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `arshai_connections_total`: client connections accepted.
     pub connections: Counter<u64, AtomicU64>,
+    /// Durable runs (`arshai_runs_*`).
+    pub runs: RunMetrics,
     /// `arshai_build_info{version}`: always 1; counts replicas and versions in a rollout.
     pub build_info: Family<BuildLabels, Gauge>,
 }
@@ -235,6 +239,7 @@ impl Metrics {
             connections_open: Gauge::default(),
             connections: Counter::default(),
             build_info: Family::default(),
+            runs: RunMetrics::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder; other names are registered whole.
@@ -355,6 +360,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        metrics.runs.register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector));
         // Refusal series exist from the start, so that `rate()` alerts see zeros, not gaps.
         for reason in ["queue_full", "queue_timeout", "draining"] {
