@@ -158,7 +158,9 @@ impl Runs {
             "cancelled" => Ok(Cancelled::Now),
             "cancelling" => Ok(Cancelled::Requested),
             "missing" => Err(RunError::NotFound(run_id.to_owned())),
-            other => RunStatus::parse(other)
+            other => other
+                .strip_prefix("finished:")
+                .and_then(RunStatus::parse)
                 .map(Cancelled::AlreadyFinished)
                 .ok_or_else(|| RunError::Corrupt(format!("cancel answered {other:?}"))),
         }

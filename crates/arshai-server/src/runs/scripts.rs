@@ -133,7 +133,8 @@ return 1
 /// Cancels a run: a queued run at once, a running one by flagging it for its worker.
 /// KEYS: record, queue, queued counter, index queued, index cancelled, events.
 /// ARGV: now ms, retention s, run id, events maxlen.
-/// Returns `missing`, `cancelled`, `cancelling`, or the final status it already had.
+/// Returns `missing`, `cancelled`, `cancelling`, or `finished:<status>` for a run that had
+/// already finished.
 const CANCEL: &str = r#"
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 'missing' end
@@ -155,7 +156,7 @@ if status == 'running' then
   redis.call('HSET', KEYS[1], 'cancel', '1')
   return 'cancelling'
 end
-return status
+return 'finished:' .. status
 "#;
 
 /// Every script of the queue.
