@@ -181,6 +181,27 @@ async fn a_full_tenant_queue_answers_429_until_a_run_leaves_it() -> anyhow::Resu
         metrics.contains("arshai_runs_queued{queue=\"default\"} 3"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("arshai_runs_oldest_queued_age_seconds{queue=\"default\"}"),
+        "{metrics}"
+    );
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("promtool (scripts/test installs it)")?;
+    std::io::Write::write_all(
+        &mut promtool.stdin.take().context("stdin")?,
+        metrics.as_bytes(),
+    )?;
+    let checked = promtool.wait_with_output()?;
+    assert!(
+        checked.status.success(),
+        "promtool accepts the run metrics: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
     let _worker = fleet.worker(2).await?;
     for run in &runs[1..] {
         api.wait_run(run, None, Duration::from_secs(20), status_is("succeeded"))

@@ -139,3 +139,59 @@ impl RunsSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::result_large_err)] // figment::Jail fixes the closure error type
+
+    use figment::Jail;
+
+    use super::*;
+    use crate::settings::Settings;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(RunsSettings::default().validate(), Ok(()));
+    }
+
+    /// A change that makes settings invalid, and the key the error must name.
+    type Spoiled = (fn(&mut RunsSettings), &'static str);
+
+    #[test]
+    fn inconsistent_settings_name_the_key() {
+        let cases: [Spoiled; 5] = [
+            (
+                |s| s.check_interval_seconds = 20.0,
+                "runs.check_interval_seconds",
+            ),
+            (|s| s.stream_max_len = 10, "runs.stream_max_len"),
+            (|s| s.key_prefix = "a{b}".to_owned(), "runs.key_prefix"),
+            (
+                |s| s.webhook_secret = Some("short".to_owned()),
+                "runs.webhook_secret",
+            ),
+            (|s| s.max_attempts = 0, "runs.max_attempts"),
+        ];
+        for (spoil, key) in cases {
+            let mut settings = RunsSettings::default();
+            spoil(&mut settings);
+            let error = settings.validate().expect_err(key);
+            assert_eq!(error.key, key);
+        }
+    }
+
+    #[test]
+    fn the_file_and_the_environment_set_runs() {
+        Jail::expect_with(|jail| {
+            jail.create_file("arshai.toml", "[runs]\nworkers = 2\nmax_attempts = 5\n")?;
+            jail.set_env("ARSHAI_RUNS__WORKERS", "0");
+            let path = jail.directory().join("arshai.toml");
+            let settings = Settings::load(Some(&path)).expect("loads");
+            assert_eq!(settings.runs.workers, 0, "env beats file");
+            assert_eq!(settings.runs.max_attempts, 5, "file beats default");
+            jail.set_env("ARSHAI_RUNS__VISIBILITY_TIMEOUT_SECONDS", "-1");
+            assert!(Settings::load(Some(&path)).is_err(), "validated on load");
+            Ok(())
+        });
+    }
+}
