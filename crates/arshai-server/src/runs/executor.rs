@@ -8,6 +8,7 @@ use arshai::agent::{AgentEvent, AgentInput, AgentRegistry, ConversationRef, Deli
 use arshai::llm::Message;
 use arshai::memory::ConversationId;
 use async_trait::async_trait;
+use axum::http::StatusCode;
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -24,6 +25,10 @@ pub struct RunFailure {
     pub kind: String,
     /// What happened.
     pub message: String,
+    /// Whether another attempt may succeed (a dependency was unavailable or busy): the
+    /// worker hands the run back instead of failing it, within `runs.max_attempts`.
+    #[serde(skip)]
+    pub retryable: bool,
 }
 
 impl RunFailure {
@@ -32,13 +37,21 @@ impl RunFailure {
         Self {
             kind: kind.into(),
             message: message.into(),
+            retryable: false,
         }
     }
 }
 
 impl From<ApiError> for RunFailure {
+    /// The error's type and message; retryable when the turn routes would answer it 503
+    /// (memory or upstream unavailable, rate limited upstream) or 409 (conversation busy,
+    /// lease lost).
     fn from(error: ApiError) -> Self {
-        Self::new(error.parts().1, error.to_string())
+        let (status, kind, _) = error.parts();
+        Self {
+            retryable: status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT,
+            ..Self::new(kind, error.to_string())
+        }
     }
 }
 

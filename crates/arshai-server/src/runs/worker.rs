@@ -266,28 +266,42 @@ async fn execute(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemaphor
     let outcome = tokio::select! {
         result = tokio::time::timeout(deadline, shared.executor.execute(&record, attempt, runs)) => {
             Some(match result {
-                Ok(Ok(output)) => (RunStatus::Succeeded, output),
-                Ok(Err(failure)) => (RunStatus::Failed, failure_value(&failure)),
+                Ok(Ok(output)) => (RunStatus::Succeeded, output, false),
+                Ok(Err(failure)) => (RunStatus::Failed, failure_value(&failure), failure.retryable),
                 Err(_) => (RunStatus::Failed, failure_value(&RunFailure::new(
                     "run_timeout",
                     format!("the run did not finish within {deadline:?}"),
-                ))),
+                )), false),
             })
         }
         interrupted = watch_claim(&shared, &delivery, attempt) => match interrupted {
             Interrupted::Cancelled => Some((RunStatus::Cancelled, failure_value(&RunFailure::new(
                 "cancelled",
                 "cancelled while running",
-            )))),
+            )), false)),
             Interrupted::Lost => None,
         },
     };
     shared.metrics.runs.running.dec();
     lock(&shared.in_flight).remove(&delivery.entry);
-    let Some((status, value)) = outcome else {
+    let Some((status, value, retryable)) = outcome else {
         tracing::info!(run = %record.id, attempt, "the run was taken over by another worker");
         return;
     };
+    if retryable && attempt < runs.settings.max_attempts {
+        tracing::info!(run = %record.id, attempt, error = %value, "a dependency failed; the run is retried");
+        let _ = runs
+            .append_event(
+                &record.id,
+                "retrying",
+                &json!({"attempt": attempt, "error": value}),
+            )
+            .await;
+        if let Err(error) = runs.hand_back(&shared.consumer, &delivery).await {
+            tracing::warn!(%error, run = %record.id, "cannot hand a run back; it is retried after the visibility timeout");
+        }
+        return;
+    }
     match runs.finish(&record, attempt, status, &value).await {
         Ok(true) => {
             shared

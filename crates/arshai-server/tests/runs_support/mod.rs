@@ -158,8 +158,13 @@ impl Instance {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let (status, body) = self.get(&format!("/v1/runs/{run_id}"), key).await?;
-            anyhow::ensure!(status == 200, "GET run answered {status}: {body}");
-            if done(&body) {
+            // Redis restarting: the API answers 503 until the link reconnects.
+            let reconnecting = status == 503 && body["error"]["type"] == "runs_backend_unavailable";
+            anyhow::ensure!(
+                status == 200 || reconnecting,
+                "GET run answered {status}: {body}"
+            );
+            if status == 200 && done(&body) {
                 return Ok(body);
             }
             if tokio::time::Instant::now() >= deadline {
