@@ -24,8 +24,11 @@ use super::record::{RunRecord, RunStatus};
 use super::{RunError, Runs, webhook};
 use crate::metrics::Metrics;
 
-/// Pause after a failed Redis call before the loop tries again.
-const ERROR_PAUSE: Duration = Duration::from_millis(500);
+/// Pause after a failed Redis call before the loop tries again (doubled while it keeps
+/// failing, up to [`MAX_ERROR_PAUSE`]).
+const ERROR_PAUSE: Duration = Duration::from_millis(250);
+/// Longest pause between two tries while Redis is unreachable.
+const MAX_ERROR_PAUSE: Duration = Duration::from_secs(4);
 
 /// A worker of the run queue.
 pub struct Worker {
@@ -101,6 +104,7 @@ impl Worker {
         let mut last_reclaim: Option<Instant> = None;
         let mut rotation = 0usize;
         let mut link = None;
+        let mut failures: u32 = 0;
         tracing::info!(consumer = %shared.consumer, concurrency = self.concurrency, "run worker started");
         while !*stop.borrow() {
             while tasks.try_join_next().is_some() {}
@@ -124,11 +128,26 @@ impl Worker {
                 )
                 .await
                 {
-                    Ok(found) => buffer.extend(found),
+                    Ok(found) => {
+                        if failures > 0 {
+                            tracing::info!("the run queue is reachable again");
+                        }
+                        failures = 0;
+                        buffer.extend(found);
+                    }
                     Err(error) => {
-                        tracing::warn!(%error, "the run queue is unavailable; retrying");
+                        // Logged once per outage; the pause doubles up to MAX_ERROR_PAUSE.
+                        if failures == 0 {
+                            tracing::warn!(%error, "the run queue is unavailable; retrying");
+                        } else {
+                            tracing::debug!(%error, "the run queue is still unavailable");
+                        }
                         link = None;
-                        pause(&mut stop, ERROR_PAUSE).await;
+                        let wait = ERROR_PAUSE
+                            .saturating_mul(1 << failures.min(4))
+                            .min(MAX_ERROR_PAUSE);
+                        failures = failures.saturating_add(1);
+                        pause(&mut stop, wait).await;
                     }
                 }
             }
