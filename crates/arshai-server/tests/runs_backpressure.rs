@@ -300,3 +300,36 @@ async fn runs_are_refused_with_503_without_redis() -> anyhow::Result<()> {
     child.kill().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_count_against_the_keys_rate_limit() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let upstream = FakeUpstream::start().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("arshai.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[auth]\nenabled = true\n\
+             [[auth.keys]]\ntenant = \"slow\"\nkey = \"{CALM_KEY}\"\nrequests_per_minute = 2\n"
+        ),
+    )?;
+    let api = Fleet::new(redis.url(), upstream.base_url())
+        .with("ARSHAI_CONFIG", &path.display().to_string())
+        .serve(0)
+        .await?;
+    let body = json!({"agent": "assistant", "input": "x"});
+    for _ in 0..2 {
+        let (status, answer) = api.post("/v1/runs", &body, Some(CALM_KEY)).await?;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let (status, answer) = api.post("/v1/runs", &body, Some(CALM_KEY)).await?;
+    assert_eq!(
+        (status, answer["error"]["type"].as_str()),
+        (429, Some("rate_limited")),
+        "{answer}"
+    );
+    let (status, _) = api.post("/v1/runs", &body, None).await?;
+    assert_eq!(status, 401, "runs need a key when auth is on");
+    Ok(())
+}

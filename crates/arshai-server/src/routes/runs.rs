@@ -9,7 +9,8 @@
 //! - `POST /v1/runs/{id}/cancel` — cancels a queued run at once, a running one shortly;
 //! - `GET /v1/runs?status=&limit=&after=` — the tenant's runs, newest first, paged.
 //!
-//! Runs are the caller's tenant's: another tenant's run is not found. A `"workflow"` target
+//! Runs are the caller's tenant's: another tenant's run is not found. A submission counts
+//! against the caller's rate limits and budgets like a turn (at its input's estimate). A `"workflow"` target
 //! is refused with 400 until workflows are wired in.
 
 use std::convert::Infallible;
@@ -32,6 +33,7 @@ use crate::auth::{Caller, Tenant};
 use crate::extract::{IdempotencyKey, JsonBody, MAX_KEY_LEN, PathParams};
 use crate::runs::queue::{Cancelled, Submitted};
 use crate::runs::{RunError, RunRecord, RunStatus, RunTarget, Runs, events};
+use crate::turn::limits::TurnUsage;
 use crate::{ApiError, AppState};
 
 /// Longest run id accepted in a path (ids are `run_` and 32 hex digits).
@@ -215,11 +217,38 @@ pub async fn submit(
         cancel_requested: false,
         entry: None,
     };
-    match runs.submit(&record, &fingerprint(&submission)).await? {
+    // A submission counts against the caller's rate limits and budgets as a turn does,
+    // charged at its input's estimate (the run's own usage is not settled back).
+    let estimate = u64::try_from(submission.input.chars().count().div_ceil(4))
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    let admitted = match state.limits.admit(&caller, estimate).await {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            let mut response = refused.error.into_response();
+            refused.quotas.write(response.headers_mut());
+            return Ok(response);
+        }
+    };
+    let response = match queue_run(runs, &record, &submission, &conversation_id).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    Ok(admitted.settle_with_body(response, Arc::new(TurnUsage::default())))
+}
+
+/// Queues `record`: 202, or 200 with the run its idempotency key already submitted.
+async fn queue_run(
+    runs: &Runs,
+    record: &RunRecord,
+    submission: &Submission,
+    conversation_id: &ConversationId,
+) -> Result<Response, ApiError> {
+    match runs.submit(record, &fingerprint(submission)).await? {
         Submitted::Queued => Ok((
             StatusCode::ACCEPTED,
             Json(json!({
-                "run_id": id,
+                "run_id": record.id,
                 "status": "queued",
                 "conversation_id": conversation_id,
             })),
