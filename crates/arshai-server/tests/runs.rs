@@ -94,6 +94,24 @@ async fn three_hundred_runs_over_three_instances_each_complete_exactly_once() ->
         );
     }
     assert_eq!(total, 300.0, "the instances finished 300 runs together");
+    // Redis stays bounded: finished entries leave the queue stream, and finished records
+    // expire after the retention period.
+    assert_eq!(
+        redis
+            .cli(&["XLEN", "{arshai:runs}:queue:default"])
+            .await?
+            .trim(),
+        "0"
+    );
+    let ttl: i64 = redis
+        .cli(&["TTL", &format!("{{arshai:runs}}:run:{}", runs[0].1)])
+        .await?
+        .trim()
+        .parse()?;
+    assert!(
+        ttl > 0 && ttl <= 7 * 24 * 3600,
+        "a finished record expires: TTL {ttl}"
+    );
     Ok(())
 }
 

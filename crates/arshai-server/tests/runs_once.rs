@@ -160,6 +160,103 @@ async fn get_run(server: &TestServer, run_id: &str) -> anyhow::Result<(u16, Valu
     Ok((response.status().as_u16(), response.json().await?))
 }
 
+/// Never returns: a worker that dies during every execution.
+struct Hang;
+
+#[async_trait]
+impl RunExecutor for Hang {
+    async fn execute(&self, _: &RunRecord, _: u32, _: &Runs) -> Result<Value, RunFailure> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_keeps_killing_its_worker_is_dead_lettered() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let upstream = FakeUpstream::start().await?;
+    let mut settings = support::settings_for(&upstream);
+    settings.memory.memory_provider = Some(MemoryProvider::Redis);
+    settings.memory.redis_url = Some(redis.url());
+    settings.runs.workers = 0;
+    settings.runs.max_attempts = 2;
+    settings.runs.visibility_timeout_seconds = 1.0;
+    settings.runs.check_interval_seconds = 0.25;
+    settings.runs.block_seconds = 0.25;
+    let state = AppState::from_settings(settings).await?;
+    let runs = state.runs.clone().context("runs over redis")?;
+    let server = TestServer::start_state(upstream, state.clone()).await;
+    let response = server
+        .http
+        .post(server.url("/v1/runs"))
+        .json(&json!({"agent": "assistant", "input": "poison"}))
+        .send()
+        .await?;
+    let body: Value = response.json().await?;
+    let run_id = body["run_id"].as_str().context("run_id")?.to_owned();
+    // Two workers die in turn while executing it; the third start finds no attempt left.
+    for attempt in 1..=2 {
+        let worker = Worker::new(
+            Arc::clone(&runs),
+            Arc::new(Hang),
+            Arc::clone(&state.metrics),
+            1,
+        );
+        let (_stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(worker.run(stopped, Duration::from_secs(1)));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, run) = get_run(&server, &run_id).await?;
+            if run["status"] == "running" && run["attempts"] == attempt {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "attempt {attempt}: {run}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task.abort();
+        let _ = task.await;
+    }
+    let executor = TargetExecutor::new(Arc::clone(&state.agents));
+    let last = Worker::new(
+        Arc::clone(&runs),
+        Arc::new(executor),
+        Arc::clone(&state.metrics),
+        1,
+    );
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(last.run(stopped, Duration::from_secs(1)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let run = loop {
+        let (_, run) = get_run(&server, &run_id).await?;
+        if run["status"] == "failed" {
+            break run;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "not dead-lettered: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["error"]["type"], "attempts_exhausted", "{run}");
+    assert_eq!(
+        server.upstream.request_count(),
+        0,
+        "the poison run was not executed again"
+    );
+    let dead = redis
+        .cli(&["XRANGE", "{arshai:runs}:dead", "-", "+"])
+        .await?;
+    assert!(
+        dead.contains(&run_id),
+        "the dead-letter stream names it: {dead}"
+    );
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(10), task).await??;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_resume_after_redis_restarts_from_its_append_only_file() -> anyhow::Result<()> {
     let mut redis =
