@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP server.
     Serve(ServeArgs),
+    /// Execute durable runs from the Redis queue, without the API (docs/runs.md).
+    Worker(WorkerArgs),
     /// Load-test a running server.
     Bench(crate::bench::BenchArgs),
     /// Check a running server's readiness once (for container health checks): exit 0 when
@@ -37,6 +39,24 @@ pub struct ServeArgs {
     #[arg(long)]
     pub host: Option<String>,
     /// Port to bind (default 8000).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// Flags of `arshai worker`.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// TOML settings file (the same as the servers': memory, providers, agents, runs).
+    #[arg(long, env = "ARSHAI_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Runs executed at once (default `runs.worker_concurrency`).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Address of the health and metrics listener (default 127.0.0.1).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port of the health and metrics listener (`/health/live`, `/health/ready`,
+    /// `/metrics`); none when absent.
     #[arg(long)]
     pub port: Option<u16>,
 }

@@ -96,6 +96,9 @@ pub enum ApiError {
     /// The rate-limit or budget backend is unreachable under `fail_closed` (503).
     #[error("{0}")]
     LimitsUnavailable(String),
+    /// A durable-run operation failed (`docs/runs.md`).
+    #[error(transparent)]
+    Run(#[from] crate::runs::RunError),
 }
 
 impl ApiError {
@@ -164,6 +167,7 @@ impl ApiError {
                 "limits_unavailable",
                 Some(Duration::from_secs(1)),
             ),
+            Self::Run(error) => error.parts(),
         }
     }
 }
@@ -172,7 +176,11 @@ impl ApiError {
     /// The JSON error body, `{"error":{"type","message"}}` (also the data of an SSE `error`
     /// event when a stream fails after it started).
     pub(crate) fn body(&self) -> serde_json::Value {
-        json!({"error": {"type": self.parts().1, "message": self.to_string()}})
+        let mut body = json!({"error": {"type": self.parts().1, "message": self.to_string()}});
+        if let Self::Run(crate::runs::RunError::BadParameter { param, .. }) = self {
+            body["error"]["param"] = json!(param);
+        }
+        body
     }
 }
 

@@ -13,6 +13,9 @@
 //!   server-sent events per node ([`routes::workflows`]).
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
+//! - `POST|GET /v1/runs`, `GET /v1/runs/{id}[/events]`, `POST /v1/runs/{id}/cancel` —
+//!   durable background runs on Redis Streams ([`routes::runs`], [`runs`]), executed by the
+//!   run worker inside [`serve`] or by `arshai worker`.
 //!
 //! Both turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
 //! (API key → tenant) and [`turn::guard`] ([`admission`] control and turn metrics); every
@@ -33,6 +36,7 @@ pub mod probe;
 pub mod readiness;
 pub mod request_id;
 pub mod routes;
+pub mod runs;
 mod server;
 pub mod settings;
 pub mod shutdown;
@@ -84,6 +88,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/models", get(models::list_models))
         .route("/v1/models/{model}", get(models::get_model))
         .route("/v1/usage", get(routes::usage::get_usage))
+        .route(
+            "/v1/runs",
+            post(routes::runs::submit).get(routes::runs::list_runs),
+        )
+        .route("/v1/runs/{id}", get(routes::runs::get_run))
+        .route("/v1/runs/{id}/events", get(routes::runs::run_events))
+        .route("/v1/runs/{id}/cancel", post(routes::runs::cancel_run))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .merge(turns)
@@ -95,6 +106,18 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// The HTTP surface of `arshai worker`: health and metrics only.
+pub fn worker_app(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/health/live", get(routes::health::live))
+        .route("/health/ready", get(routes::health::ready))
+        .route("/metrics", get(routes::metrics::metrics))
+        .fallback(routes::not_found)
         .layer(from_fn(request_id::assign))
         .with_state(state)
 }
@@ -116,9 +139,21 @@ pub async fn serve(
         std::sync::Arc::clone(&state.metrics),
         stopped,
     ));
+    let worker = runs::worker::WorkerHandle::spawn(
+        &state,
+        state.settings.runs.workers,
+        shutdown::grace_period(&state),
+    );
     shutdown.await;
     let deadline = Instant::now() + shutdown::grace_period(&state);
-    shutdown::drain_turns(&state, deadline).await;
+    // The run worker drains beside the turns: it stops taking runs at once and hands back
+    // what it still runs at the deadline.
+    let drained = async {
+        if let Some(worker) = worker {
+            worker.stop().await;
+        }
+    };
+    tokio::join!(shutdown::drain_turns(&state, deadline), drained);
     let _ = stop.send(true);
     let connections = accept.await.map_err(std::io::Error::other)?;
     // Give responses written just now a moment to flush even when the grace period is spent.

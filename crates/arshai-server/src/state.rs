@@ -14,6 +14,7 @@ use crate::admission::Admission;
 use crate::auth::{ApiKeys, AuthError};
 use crate::metrics::{MeteredLlm, MeteredMemory, Metrics, MetricsLlmEvents};
 use crate::readiness::Readiness;
+use crate::runs::{RunError, Runs};
 use crate::settings::Settings;
 use crate::turn::limits::TurnLimits;
 
@@ -40,6 +41,8 @@ pub struct AppState {
     pub cache_stats: Arc<CacheStats>,
     /// The workflows, by name.
     pub workflows: Arc<WorkflowRegistry>,
+    /// The durable run queue; `None` with the in-memory store (runs are refused).
+    pub runs: Option<Arc<Runs>>,
 }
 
 /// What a program adds to the workflows the settings declare: the functions, tools and
@@ -70,6 +73,9 @@ pub enum StartupError {
     /// The Redis link of the limits and the cache could not be opened.
     #[error("cannot open the limits and cache Redis link: {0}")]
     Fleet(#[from] LimitError),
+    /// The run queue's Redis link could not be opened.
+    #[error("cannot open the run queue: {0}")]
+    Runs(#[from] RunError),
 }
 
 impl AppState {
@@ -140,6 +146,7 @@ impl AppState {
         }
         let agents = registry;
         let admission = Admission::new(&settings.admission, Arc::clone(&metrics));
+        let runs = Runs::open(&settings).await?;
         Ok(Self {
             settings: Arc::new(settings),
             agents: Arc::new(agents),
@@ -151,6 +158,7 @@ impl AppState {
             limits,
             cache_stats,
             workflows: Arc::new(workflows),
+            runs,
         })
     }
 

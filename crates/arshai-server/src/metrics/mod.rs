@@ -12,6 +12,7 @@ mod metered_llm;
 mod metered_memory;
 mod process;
 mod workflow_steps;
+mod runs;
 
 pub use controls::encode_controls;
 pub use llm_events::MetricsLlmEvents;
@@ -19,6 +20,7 @@ pub use metered_llm::MeteredLlm;
 pub use metered_memory::MeteredMemory;
 pub use process::ProcessStats;
 pub use workflow_steps::WorkflowStepMetrics;
+pub use runs::{OutcomeLabels, QueueLabels, RunMetrics};
 
 use std::sync::atomic::AtomicU64;
 
@@ -220,6 +222,8 @@ pub struct Metrics {
     pub connections_open: Gauge<i64, std::sync::atomic::AtomicI64>,
     /// `arshai_connections_total`: client connections accepted.
     pub connections: Counter<u64, AtomicU64>,
+    /// Durable runs (`arshai_runs_*`).
+    pub runs: RunMetrics,
     /// `arshai_build_info{version}`: always 1; counts replicas and versions in a rollout.
     pub build_info: Family<BuildLabels, Gauge>,
     /// `arshai_workflow_runs_total{workflow,status}`.
@@ -264,6 +268,7 @@ impl Metrics {
             build_info: Family::default(),
             workflow_runs: Family::default(),
             workflow_node_duration: Family::new_with_constructor(request_histogram),
+            runs: RunMetrics::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder; other names are registered whole.
@@ -394,6 +399,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        metrics.runs.register(&mut registry);
         registry.register_collector(Box::new(process::ProcessCollector));
         // Refusal series exist from the start, so that `rate()` alerts see zeros, not gaps.
         for reason in ["queue_full", "queue_timeout", "draining"] {

@@ -15,7 +15,8 @@ const COUNT_TIMEOUT: Duration = Duration::from_secs(1);
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Encodes every metric. `arshai_active_conversations` is refreshed from the memory store
-/// first (bounded; the previous value is kept if the store does not answer).
+/// first, and the run backlog from the run queue (both bounded; the previous values are
+/// kept if Redis does not answer).
 pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok(Ok(count)) =
         tokio::time::timeout(COUNT_TIMEOUT, state.memory.conversation_count()).await
@@ -24,6 +25,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             .metrics
             .active_conversations
             .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    if let Some(runs) = &state.runs
+        && let Ok(Err(error)) =
+            tokio::time::timeout(COUNT_TIMEOUT, runs.refresh_gauges(&state.metrics.runs)).await
+    {
+        tracing::debug!(%error, "cannot read the run backlog");
     }
     match state.metrics.encode() {
         Ok(mut text) => {

@@ -1,6 +1,6 @@
 //! The server's settings: the library's sections (`memory`, `providers`, `agents`,
 //! `limits`, `cache`) composed with the server's own (`server`, `stream`, `admission`,
-//! `auth`, `shutdown`, `logging`),
+//! `auth`, `shutdown`, `logging`, `runs`),
 //! loaded by [`arshai::settings::load`] from one file and one environment.
 //!
 //! Every key keeps its `ARSHAI_<SECTION>__<KEY>` name and the plain names
@@ -10,6 +10,7 @@
 pub mod env_names;
 mod http;
 mod operations;
+mod runs;
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ pub use http::{ServerSettings, StreamSettings};
 pub use operations::{
     AdmissionSettings, ApiKeySettings, AuthSettings, LogFormat, LoggingSettings, ShutdownSettings,
 };
+pub use runs::RunsSettings;
 
 /// The whole configuration of the server.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,8 @@ pub struct Settings {
     /// The response cache shared by every agent that declares `cache = { … }`
     /// (`docs/cache.md`).
     pub cache: CacheSettings,
+    /// Durable background runs (`docs/runs.md`).
+    pub runs: RunsSettings,
 }
 
 impl Settings {
@@ -83,6 +87,7 @@ impl Settings {
         self.cache
             .validate()
             .map_err(|reason| InvalidSetting::new("cache", "(section)", reason))?;
+        self.runs.validate()?;
         self.shutdown.validate()
     }
 

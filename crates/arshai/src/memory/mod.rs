@@ -25,7 +25,7 @@ pub use error::MemoryError;
 pub use factory::open_store;
 pub use in_memory::{InMemoryStore, InMemoryStoreConfig};
 pub use in_memory_builder::InMemoryStoreBuilder;
-pub use redis::{RedisStore, RedisStoreBuilder, RedisStoreConfig, RedisTopology};
+pub use redis::{RedisCommands, RedisStore, RedisStoreBuilder, RedisStoreConfig, RedisTopology};
 pub use settings::{MemoryProvider, MemorySettings};
 pub use store::MemoryStore;
 pub use turn::{

@@ -9,6 +9,7 @@
 //! `docs/memory.md` explains what is atomic and what is eventually consistent.
 
 mod builder;
+mod commands;
 mod config;
 mod connection;
 mod keys;
@@ -16,6 +17,7 @@ mod scripts;
 mod store;
 
 pub use builder::RedisStoreBuilder;
+pub use commands::RedisCommands;
 pub use config::{RedisStoreConfig, RedisTopology};
 /// Shared with the fleet controls (`crate::cache`, `crate::limits`), which reuse the same
 /// standalone / Sentinel / Cluster link.
