@@ -1,0 +1,44 @@
+"""An MCP server for arshai's tests, written with the official Python `mcp` SDK.
+
+Usage: server.py stdio | server.py http PORT
+
+Tools: `add` (two integers), `whoami` (this process's id, to tell a restarted server from
+the first), `fail` (a tool error) and `crash` (the process exits in the middle of the call).
+"""
+
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("arshai-test")
+
+
+@server.tool(description="Adds two integers.")
+def add(a: int, b: int) -> str:
+    return f"{a} + {b} = {a + b}"
+
+
+@server.tool(description="Tells this server process's id.")
+def whoami() -> str:
+    return f"pid {os.getpid()}"
+
+
+@server.tool(description="Always fails.")
+def fail(reason: str) -> str:
+    raise ValueError(f"refused: {reason}")
+
+
+@server.tool(description="Exits the server process in the middle of the call.")
+def crash() -> str:
+    sys.stderr.flush()
+    os._exit(3)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["stdio"]:
+        server.run()
+    elif len(sys.argv) == 3 and sys.argv[1] == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        sys.exit("usage: server.py stdio | server.py http PORT")
