@@ -10,6 +10,7 @@ import os
 import sys
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("arshai-test")
 
@@ -26,7 +27,7 @@ def whoami() -> str:
 
 @server.tool(description="Always fails.")
 def fail(reason: str) -> str:
-    raise ValueError(f"refused: {reason}")
+    raise ToolError(f"refused: {reason}")
 
 
 @server.tool(description="Exits the server process in the middle of the call.")

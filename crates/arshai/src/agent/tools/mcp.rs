@@ -174,6 +174,9 @@ impl McpServer {
                 })?;
             ().serve(transport).await.map_err(handshake)
         } else if let Some(url) = &self.settings.url {
+            // rmcp's HTTP client has no TLS provider of its own: use ring's, unless the
+            // process installed one already (then this is refused, harmlessly).
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let transport = StreamableHttpClientTransport::from_uri(url.as_str());
             ().serve(transport).await.map_err(handshake)
         } else {
