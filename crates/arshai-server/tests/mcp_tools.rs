@@ -260,3 +260,50 @@ tools = [{{ mcp = {{ name = "calc", command = "{python}", args = ["{SERVER}", "s
     let message = error.to_string();
     assert!(message.contains("no tool named \"divide\""), "{message}");
 }
+
+#[tokio::test]
+async fn the_example_agent_with_tools_loads_and_runs_its_mcp_tool() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = root.join("config/examples/agent-with-tools.toml");
+    let mut settings =
+        Settings::load(Some(&path)).expect("config/examples/agent-with-tools.toml is valid");
+    let assistant = &mut settings.agents[0];
+    assert_eq!(assistant.tools.len(), 4);
+    let Some(python) = python() else { return };
+    // Run it as its comment says, from the repository root, with the SDK's Python.
+    for tool in &mut assistant.tools {
+        if let arshai::settings::ToolSettings::Mcp(server) = tool {
+            server.command = Some(python.clone());
+            server.cwd = Some(root.clone());
+        }
+    }
+    let upstream = FakeUpstream::start().await.unwrap();
+    settings.providers.openai.base_url = Some(upstream.base_url());
+    settings.providers.openai.api_key = Some("sk-test".to_owned());
+    let state = AppState::from_settings(settings)
+        .await
+        .expect("state builds");
+    let server = TestServer::start_state(upstream, state).await;
+    server
+        .upstream
+        .push(Reply::tool_call("add", r#"{"a": 2, "b": 2}"#));
+    let (status, body) = server
+        .post("assistant", json!({"message": "two and two?"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let requests = server.upstream.requests();
+    let offered: Vec<&str> = requests[0].body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["add", "current_time", "fetch_docs", "researcher"]);
+    let last = requests[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["content"], "2 + 2 = 4");
+}
