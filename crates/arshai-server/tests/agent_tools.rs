@@ -353,6 +353,17 @@ tools = [{ mcp = { name = "m" } }]"#,
             r#"[[agents]]
 name = "a"
 type = "conversation"
+tool_timeout_seconds = 10
+tools = [{ mcp = { name = "m", command = "x", call_timeout_seconds = 10 } }]"#,
+            vec![
+                "agents[0].tools[0].mcp.call_timeout_seconds",
+                "below the agent's tool_timeout_seconds",
+            ],
+        ),
+        (
+            r#"[[agents]]
+name = "a"
+type = "conversation"
 tools = [{ shell = "rm -rf /" }]"#,
             vec!["shell"],
         ),

@@ -142,9 +142,12 @@ impl AgentRegistry {
                             agent: agent.name.clone(),
                             source,
                         })?;
-                    if let Some(seconds) = agent.tool_timeout_seconds {
-                        tools.call_timeout = Duration::from_secs_f64(seconds);
-                    }
+                    tools.call_timeout = match agent.tool_timeout_seconds {
+                        Some(seconds) => Duration::from_secs_f64(seconds),
+                        // Unset: long enough for every MCP server's own bounds (a reconnect
+                        // and a call) to fire first.
+                        None => tools.call_timeout.max(mcp_bound(agent)),
+                    };
                     if let Some(rounds) = agent.max_tool_rounds {
                         tools.max_rounds = rounds;
                     }
@@ -199,6 +202,22 @@ impl AgentRegistry {
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
     }
+}
+
+/// The longest an MCP tool of `agent` can take within its own bounds (connect and call),
+/// plus a second.
+fn mcp_bound(agent: &AgentSettings) -> Duration {
+    let seconds = agent
+        .tools
+        .iter()
+        .filter_map(|tool| match tool {
+            super::ToolSettings::Mcp(server) => {
+                Some(server.connect_timeout_seconds + server.call_timeout_seconds + 1.0)
+            }
+            _ => None,
+        })
+        .fold(0.0, f64::max);
+    Duration::from_secs_f64(seconds)
 }
 
 /// The router `agent` declares, over the agents built so far.

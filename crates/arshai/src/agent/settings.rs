@@ -279,6 +279,19 @@ fn validate_tools(index: usize, agent: &AgentSettings) -> Result<(), InvalidSett
             format!("agents[{index}].tool_timeout_seconds").as_str(),
             seconds,
         )])?;
+        // An MCP server's own bound must be the one that fires: it also drops the
+        // connection, so that a hung server is restarted on the next call.
+        for (i, tool) in agent.tools.iter().enumerate() {
+            if let crate::agent::ToolSettings::Mcp(server) = tool
+                && server.call_timeout_seconds >= seconds
+            {
+                return Err(InvalidSetting::new(
+                    format!("agents[{index}].tools[{i}].mcp.call_timeout_seconds"),
+                    server.call_timeout_seconds,
+                    format!("must be below the agent's tool_timeout_seconds ({seconds})"),
+                ));
+            }
+        }
     }
     if agent.max_tool_rounds == Some(0) {
         return Err(InvalidSetting::new(
