@@ -117,7 +117,7 @@ tools = [{{ mcp = {{ name = "calc", command = "{python}", args = ["{SERVER}", "s
         .iter()
         .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(offered, ["add", "crash", "fail", "whoami"]);
+    assert_eq!(offered, ["add", "crash", "fail", "hang", "whoami"]);
     assert_eq!(
         server.upstream.requests()[0].body["tools"][0]["function"]["parameters"]["required"],
         json!(["a", "b"])
@@ -143,6 +143,28 @@ tools = [{{ mcp = {{ name = "calc", command = "{python}", args = ["{SERVER}", "s
     .await;
     assert_ne!(pid(&results[0]), first, "a new server process answers");
     assert_eq!(results[1], "1 + 1 = 2");
+}
+
+#[tokio::test]
+async fn an_mcp_call_that_overruns_its_bound_is_a_tool_error_and_the_server_is_restarted() {
+    let Some(python) = python() else { return };
+    let server = serve(&format!(
+        r#"
+[[agents]]
+name = "calc"
+type = "conversation"
+model = "fake-model"
+tools = [{{ mcp = {{ name = "calc", command = "{python}", args = ["{SERVER}", "stdio"], call_timeout_seconds = 1 }} }}]
+"#
+    ))
+    .await;
+    let first = pid(&call_tools(&server, &[("whoami", json!({}))]).await[0]);
+    let results = call_tools(&server, &[("hang", json!({}))]).await;
+    let message = error(&results[0]);
+    assert!(message.contains("did not answer within 1s"), "{message}");
+    // The hung process was dropped: a new one answers.
+    let results = call_tools(&server, &[("whoami", json!({}))]).await;
+    assert_ne!(pid(&results[0]), first);
 }
 
 /// The Python server over streamable HTTP on `port`, once it accepts connections.

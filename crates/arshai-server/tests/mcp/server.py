@@ -3,11 +3,13 @@
 Usage: server.py stdio | server.py http PORT
 
 Tools: `add` (two integers), `whoami` (this process's id, to tell a restarted server from
-the first), `fail` (a tool error) and `crash` (the process exits in the middle of the call).
+the first), `fail` (a tool error), `crash` (the process exits in the middle of the call)
+and `hang` (never answers).
 """
 
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -34,6 +36,12 @@ def fail(reason: str) -> str:
 def crash() -> str:
     sys.stderr.flush()
     os._exit(3)
+
+
+@server.tool(description="Never answers.")
+def hang() -> str:
+    time.sleep(3600)
+    return "late"
 
 
 if __name__ == "__main__":
