@@ -1,11 +1,10 @@
 //! The built-in clock tool: the current time in UTC, and at a UTC offset when asked.
 
 use async_trait::async_trait;
+use chrono::{DateTime, FixedOffset, SecondsFormat, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 
 use super::{Tool, ToolError};
 use crate::llm::ToolDefinition;
@@ -28,28 +27,31 @@ struct ClockArguments {
 impl ClockTool {
     /// The current time: RFC 3339 in UTC (and at `offset`), the weekday and Unix seconds.
     fn now(offset: Option<&str>) -> Result<Value, ToolError> {
-        let now = OffsetDateTime::now_utc();
-        let format = |t: OffsetDateTime| {
-            t.format(&Rfc3339)
-                .map_err(|e| ToolError::new(format!("cannot format the time: {e}")))
-        };
+        let now = Utc::now();
         let mut answer = json!({
-            "utc": format(now)?,
-            "weekday": now.weekday().to_string(),
-            "unix_seconds": now.unix_timestamp(),
+            "utc": rfc3339(&now),
+            "weekday": now.format("%A").to_string(),
+            "unix_seconds": now.timestamp(),
         });
         if let Some(offset) = offset {
-            let parsed = parse_offset(offset)?;
-            let local = now.to_offset(parsed);
-            answer["local"] = json!(format(local)?);
-            answer["local_weekday"] = json!(local.weekday().to_string());
+            let local = now.with_timezone(&parse_offset(offset)?);
+            answer["local"] = json!(rfc3339(&local));
+            answer["local_weekday"] = json!(local.format("%A").to_string());
         }
         Ok(answer)
     }
 }
 
+/// RFC 3339 to the millisecond, `Z` for UTC.
+fn rfc3339<Tz: TimeZone>(time: &DateTime<Tz>) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 /// `+HH:MM`, `-HH:MM`, `+HH` or `Z`.
-fn parse_offset(text: &str) -> Result<UtcOffset, ToolError> {
+fn parse_offset(text: &str) -> Result<FixedOffset, ToolError> {
     let invalid = || {
         ToolError::new(format!(
             "utc_offset {text:?} is not an offset like +05:30, -08:00 or Z"
@@ -57,20 +59,20 @@ fn parse_offset(text: &str) -> Result<UtcOffset, ToolError> {
     };
     let text = text.trim();
     if text.eq_ignore_ascii_case("z") || text.eq_ignore_ascii_case("utc") {
-        return Ok(UtcOffset::UTC);
+        return FixedOffset::east_opt(0).ok_or_else(invalid);
     }
     let (sign, rest) = match text.as_bytes().first() {
-        Some(b'+') => (1i8, &text[1..]),
-        Some(b'-') => (-1i8, &text[1..]),
+        Some(b'+') => (1i32, &text[1..]),
+        Some(b'-') => (-1i32, &text[1..]),
         _ => return Err(invalid()),
     };
     let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "0"));
-    let hours: i8 = hours.parse().map_err(|_| invalid())?;
-    let minutes: i8 = minutes.parse().map_err(|_| invalid())?;
+    let hours: i32 = hours.parse().map_err(|_| invalid())?;
+    let minutes: i32 = minutes.parse().map_err(|_| invalid())?;
     if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
         return Err(invalid());
     }
-    UtcOffset::from_hms(sign * hours, sign * minutes, 0).map_err(|_| invalid())
+    FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60)).ok_or_else(invalid)
 }
 
 #[async_trait]
@@ -96,9 +98,9 @@ mod tests {
 
     #[test]
     fn offsets_parse_or_are_refused_by_name() {
-        assert_eq!(parse_offset("+05:30").unwrap().whole_minutes(), 330);
-        assert_eq!(parse_offset("-08").unwrap().whole_minutes(), -480);
-        assert_eq!(parse_offset("Z").unwrap(), UtcOffset::UTC);
+        assert_eq!(parse_offset("+05:30").unwrap().local_minus_utc(), 330 * 60);
+        assert_eq!(parse_offset("-08").unwrap().local_minus_utc(), -480 * 60);
+        assert_eq!(parse_offset("Z").unwrap().local_minus_utc(), 0);
         let error = parse_offset("Europe/Paris").unwrap_err();
         assert!(error.0.contains("Europe/Paris"), "{error}");
         assert!(parse_offset("+15:00").is_err());
@@ -107,10 +109,11 @@ mod tests {
     #[test]
     fn the_local_time_is_the_utc_time_shifted() {
         let answer = ClockTool::now(Some("+02:00")).unwrap();
-        let utc = OffsetDateTime::parse(answer["utc"].as_str().unwrap(), &Rfc3339).unwrap();
-        let local = OffsetDateTime::parse(answer["local"].as_str().unwrap(), &Rfc3339).unwrap();
+        let utc = DateTime::parse_from_rfc3339(answer["utc"].as_str().unwrap()).unwrap();
+        let local = DateTime::parse_from_rfc3339(answer["local"].as_str().unwrap()).unwrap();
         assert_eq!(utc, local);
-        assert_eq!(local.offset().whole_hours(), 2);
+        assert_eq!(local.offset().local_minus_utc(), 7200);
+        assert!(answer["utc"].as_str().unwrap().ends_with('Z'));
         assert!(answer["local"].as_str().unwrap().ends_with("+02:00"));
     }
 }
