@@ -130,7 +130,8 @@ impl AppState {
                 events,
                 &wrap_llm,
                 Some(&cache),
-            )?
+            )
+            .await?
         };
         for agent in agents {
             registry.insert(agent);

@@ -11,16 +11,16 @@ mod llm_events;
 mod metered_llm;
 mod metered_memory;
 mod process;
-mod workflow_steps;
 mod runs;
+mod workflow_steps;
 
 pub use controls::encode_controls;
 pub use llm_events::MetricsLlmEvents;
 pub use metered_llm::MeteredLlm;
 pub use metered_memory::MeteredMemory;
 pub use process::ProcessStats;
-pub use workflow_steps::WorkflowStepMetrics;
 pub use runs::{OutcomeLabels, QueueLabels, RunMetrics};
+pub use workflow_steps::WorkflowStepMetrics;
 
 use std::sync::atomic::AtomicU64;
 

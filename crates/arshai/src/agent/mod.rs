@@ -14,6 +14,9 @@
 //! - `working_memory` — [`WorkingMemory`]: a running summary the model revises.
 //! - `history` — [`HistoryWindow`]: how much of the stored conversation a turn sends.
 //! - `registry` — agents by name, built from settings.
+//! - `router` — [`RouterAgent`]: hands each turn to the agent a classifier picks.
+//! - `route_classifier` — [`RouteClassifier`]: rules and a model choosing a route.
+//! - `references` — agents that call agents: checked for unknown names, cycles, depth.
 //! - `idempotency` — the fingerprint, keyed conversations, receipts.
 
 mod conversation;
@@ -22,7 +25,10 @@ mod event;
 mod history;
 mod idempotency;
 mod io;
+mod references;
 mod registry;
+mod route_classifier;
+mod router;
 mod settings;
 mod tool_loop;
 mod tools;
@@ -36,9 +42,20 @@ pub use event::{
 pub use history::{DEFAULT_MAX_MESSAGES, HistoryWindow, estimated_tokens};
 pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput, ConversationRef, Delivery};
+pub use references::{MAX_AGENT_DEPTH, check_references};
 pub use registry::{AgentRegistry, DEFAULT_SYSTEM_PROMPT, RegistryError};
-pub use settings::{AgentSettings, AgentType, Settings, validate_agents};
-pub use tools::{FnTool, Tool, ToolError, ToolSet};
+pub use route_classifier::{
+    DEFAULT_ROUTER_INSTRUCTIONS, Route, RouteClassifier, RouteDecision, RouteError, RouteReason,
+};
+pub use router::{RouterAgent, RouterError};
+pub use settings::{
+    AgentSettings, AgentType, ClassifierKind, RouteSettings, Settings, validate_agents,
+};
+pub use tools::{
+    AgentTool, CLOCK_TOOL_NAME, ClockTool, FnTool, HttpTool, HttpToolSettings, McpServer,
+    McpServerSettings, McpStartError, McpTool, Tool, ToolBuildError, ToolError, ToolSet,
+    ToolSettings, declared_tools,
+};
 pub use working_memory::{DEFAULT_INSTRUCTIONS as DEFAULT_MEMORY_INSTRUCTIONS, WorkingMemory};
 
 use std::sync::Arc;

@@ -1,6 +1,24 @@
 //! Tools an agent lets its model call: the [`Tool`] trait, typed tools from async functions,
 //! and a [`ToolSet`] that runs a turn's tool calls in parallel (the agent's tool loop calls
 //! it once per round, for a bounded number of rounds).
+//!
+//! The tools settings can declare (`tools = [ … ]` on an agent) each have their own file:
+//! `http` and `clock` (built in), `mcp` (MCP servers), `agent_tool` (agents as tools);
+//! `settings` is their configuration and `declared` builds an agent's [`ToolSet`] from it.
+
+mod agent_tool;
+mod clock;
+mod declared;
+mod http;
+mod mcp;
+mod settings;
+
+pub use agent_tool::AgentTool;
+pub use clock::{CLOCK_TOOL_NAME, ClockTool};
+pub use declared::{ToolBuildError, declared_tools};
+pub use http::HttpTool;
+pub use mcp::{McpServer, McpStartError, McpTool};
+pub use settings::{HttpToolSettings, McpServerSettings, ToolSettings};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -122,6 +140,17 @@ impl ToolSet {
         let tool: Arc<dyn Tool> = Arc::new(tool);
         self.tools.insert(tool.definition().name, tool);
         self
+    }
+
+    /// Adds (or replaces) a shared tool under its name.
+    pub fn with_shared(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools.insert(tool.definition().name, tool);
+        self
+    }
+
+    /// Whether the set has a tool named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
     }
 
     /// Whether the set has no tool.

@@ -28,7 +28,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use crate::InvalidSetting;
-pub use crate::agent::{AgentSettings, AgentType, Settings, validate_agents};
+pub use crate::agent::{
+    AgentSettings, AgentType, ClassifierKind, HttpToolSettings, McpServerSettings, RouteSettings,
+    Settings, ToolSettings, validate_agents,
+};
 pub use crate::llm::{
     DEFAULT_MODEL_PATH, LocalProviderSettings, MAX_CONTEXT_TOKENS, OpenAiProviderSettings,
     ProviderChoice, ProvidersSettings,
