@@ -64,6 +64,7 @@ pub fn app(state: AppState) -> Router {
             post(routes::messages::post_message),
         )
         .route("/v1/chat/completions", post(chat_completions::create))
+        .route("/v1/responses", post(routes::responses::create))
         .route_layer(from_fn_with_state(state.clone(), turn::guard::admit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The rest of the API: authenticated (tenants see only their own conversations), not
@@ -75,6 +76,7 @@ pub fn app(state: AppState) -> Router {
             get(conversations::get_conversation).delete(conversations::delete_conversation),
         )
         .route("/v1/models", get(models::list_models))
+        .route("/v1/responses/{id}", get(routes::responses::retrieve))
         .route("/v1/models/{model}", get(models::get_model))
         .route("/v1/usage", get(routes::usage::get_usage))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));

@@ -7,6 +7,7 @@ pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod responses;
 pub mod usage;
 
 use axum::http::{Method, Uri};
