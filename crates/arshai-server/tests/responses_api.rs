@@ -6,10 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use arshai_testkit::Reply;
+use arshai_testkit::{FakeUpstream, RedisServer, Reply};
 use serde_json::{Value, json};
-use support::TestServer;
 use support::sse::parse_strict;
+use support::{TestServer, settings_for};
 
 async fn create(server: &TestServer, body: Value) -> (u16, Value) {
     let response = server
@@ -408,6 +408,55 @@ async fn a_failure_after_the_stream_started_is_response_failed() {
         !events.iter().any(|e| e["type"] == "response.completed"),
         "{events:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_another_instance_retrieves_and_continues_a_response() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let url = format!("redis://127.0.0.1:{}", redis.port());
+    let start = |url: String| async move {
+        let upstream = FakeUpstream::start().await.expect("upstream");
+        let mut settings = settings_for(&upstream);
+        settings.memory.redis_url = Some(url);
+        TestServer::start_with(upstream, settings).await
+    };
+    let a = start(url.clone()).await;
+    let b = start(url).await;
+    assert_eq!(b.state.memory.backend(), "redis");
+
+    a.upstream.push(Reply::text("Hello Ada."));
+    let (status, first) = create(&a, json!({"model": "assistant", "input": "I am Ada."})).await;
+    assert_eq!(status, 200, "{first}");
+    let id = first["id"].as_str().unwrap();
+    let (status, stored) = retrieve(&b, id).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored, first);
+
+    b.upstream.push(Reply::text("You are Ada."));
+    let (status, second) = create(
+        &b,
+        json!({"model": "assistant", "input": "Who am I?", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let messages = last_upstream_messages(&b);
+    let texts: Vec<&str> = messages
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        texts,
+        ["You are terse.", "I am Ada.", "Hello Ada.", "Who am I?"]
+    );
+    // The first response is no longer the latest: continuing it again is refused.
+    let (status, refused) = create(
+        &a,
+        json!({"model": "assistant", "input": "again", "previous_response_id": id}),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["param"], "previous_response_id");
+    Ok(())
 }
 
 #[tokio::test]
