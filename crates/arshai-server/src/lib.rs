@@ -9,10 +9,12 @@
 //!   ([`routes::agents`], [`routes::conversations`]).
 //! - `POST /v1/chat/completions`, `GET /v1/models[/{model}]` — the OpenAI-compatible API
 //!   ([`routes::chat_completions`], [`routes::models`]).
+//! - `POST /v1/responses`, `GET /v1/responses/{id}` — the OpenAI Responses API
+//!   ([`routes::responses`]).
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
 //!
-//! Both turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
+//! The turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
 //! (API key → tenant) and [`turn::guard`] ([`admission`] control and turn metrics); every
 //! other `/v1` route sits behind [`auth`]; every request gets a [`request_id`] and one log
 //! line. Every rejection is a JSON error ([`error`], [`extract`]). [`serve`] runs the accept loop ([`server`]) and the drain sequence

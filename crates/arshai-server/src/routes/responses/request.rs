@@ -387,3 +387,116 @@ fn content(
     }
     Ok((texts.join("\n"), images))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn request(body: Value) -> ResponsesRequest {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn input_of(body: Value) -> Result<AgentInput, OpenAiError> {
+        request(body).to_input(
+            "default".into(),
+            ConversationRef::Stateless,
+            Vec::new(),
+            "r1".into(),
+        )
+    }
+
+    #[test]
+    fn parallel_function_calls_are_one_assistant_message_after_its_text() {
+        let input = input_of(json!({"model": "a", "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "message", "role": "assistant",
+                "content": [{"type": "output_text", "text": "Let me look."}]},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call", "call_id": "c2", "name": "g", "arguments": "{\"x\":1}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "one"},
+            {"type": "function_call_output", "call_id": "c2",
+                "output": [{"type": "input_text", "text": "two"}]},
+        ]}))
+        .unwrap();
+        let roles: Vec<Role> = input.messages.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::Tool]);
+        assert_eq!(input.messages[1].content, "Let me look.");
+        let ids: Vec<&str> = input.messages[1]
+            .tool_calls
+            .iter()
+            .map(|call| call.id.as_str())
+            .collect();
+        assert_eq!(ids, ["c1", "c2"]);
+        assert_eq!(input.messages[3].content, "two");
+        assert_eq!(input.messages[3].tool_call_id.as_deref(), Some("c2"));
+    }
+
+    #[test]
+    fn images_go_with_user_messages_only() {
+        let image = json!({"type": "input_image", "image_url": "https://x/y.png", "detail": "low"});
+        let input = input_of(json!({"model": "a", "input": [{"role": "user",
+            "content": [{"type": "input_text", "text": "what is it?"}, image]}]}))
+        .unwrap();
+        assert_eq!(input.messages[0].images[0].url, "https://x/y.png");
+        assert_eq!(input.messages[0].images[0].detail.as_deref(), Some("low"));
+        let refused =
+            input_of(json!({"model": "a", "input": [{"role": "system", "content": [image]}]}))
+                .unwrap_err();
+        assert_eq!(refused.param.as_deref(), Some("input"));
+    }
+
+    #[test]
+    fn bad_items_and_formats_name_their_parameter() {
+        for (body, param) in [
+            (json!({"model": "a", "input": []}), "input"),
+            (
+                json!({"model": "a", "input": [{"type": "reasoning", "summary": []}]}),
+                "input",
+            ),
+            (
+                json!({"model": "a", "input": [{"role": "robot", "content": "x"}]}),
+                "input",
+            ),
+            (
+                json!({"model": "a", "input": [{"type": "function_call_output", "output": "x"}]}),
+                "input",
+            ),
+            (
+                json!({"model": "a", "input": "x", "text": {"format": {"type": "yaml"}}}),
+                "text",
+            ),
+            (
+                json!({"model": "a", "input": "x", "tool_choice": {"type": "file_search"}}),
+                "tool_choice",
+            ),
+            (
+                json!({"model": "a", "input": "x", "metadata": "m"}),
+                "metadata",
+            ),
+        ] {
+            let error = input_of(body.clone()).unwrap_err();
+            assert_eq!(error.param.as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn sampling_format_and_tools_reach_the_input() {
+        let input = input_of(json!({"model": "a", "input": "x", "temperature": 0.2,
+            "top_p": 0.9, "max_output_tokens": 7, "user": "u", "parallel_tool_calls": false,
+            "tool_choice": {"type": "function", "name": "f"},
+            "tools": [{"type": "function", "name": "f", "parameters": null}],
+            "text": {"format": {"type": "json_object"}}, "stream": true}))
+        .unwrap();
+        assert_eq!(input.sampling.temperature, Some(0.2));
+        assert_eq!(input.sampling.top_p, Some(0.9));
+        assert_eq!(input.sampling.max_tokens, Some(7));
+        assert_eq!(input.user.as_deref(), Some("u"));
+        assert_eq!(input.parallel_tool_calls, Some(false));
+        assert_eq!(input.tool_choice, Some(ToolChoice::Function("f".into())));
+        assert_eq!(input.client_tools[0].name, "f");
+        assert_eq!(input.response_format, Some(ResponseFormat::JsonObject));
+        assert_eq!(input.delivery, Delivery::Streamed);
+    }
+}
