@@ -410,6 +410,65 @@ async fn a_failure_after_the_stream_started_is_response_failed() {
     );
 }
 
+#[tokio::test]
+async fn another_tenants_response_is_absent_and_keys_are_checked() {
+    use arshai_server::settings::{ApiKeySettings, AuthSettings};
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let mut settings = settings_for(&upstream);
+    let key = |tenant: &str, agents: Vec<String>| ApiKeySettings {
+        tenant: tenant.to_owned(),
+        key: Some(format!("{tenant}-secret-key")),
+        agents,
+        ..Default::default()
+    };
+    settings.auth = AuthSettings {
+        enabled: true,
+        keys: vec![
+            key("acme", vec![]),
+            key("globex", vec![]),
+            key("limited", vec!["another-agent".to_owned()]),
+        ],
+        keys_file: None,
+    };
+    let server = TestServer::start_with(upstream, settings).await;
+    let send = |key: Option<&'static str>, request: reqwest::RequestBuilder| async move {
+        let request = match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        };
+        let response = request.send().await.expect("request completes");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("JSON body"))
+    };
+    let post = || {
+        server
+            .http
+            .post(server.url("/v1/responses"))
+            .json(&json!({"model": "assistant", "input": "hi"}))
+    };
+    let (status, body) = send(None, post()).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    let (status, body) = send(Some("limited-secret-key"), post()).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["param"], "model");
+
+    server.upstream.push(Reply::text("hello"));
+    let (status, created) = send(Some("acme-secret-key"), post()).await;
+    assert_eq!(status, 200, "{created}");
+    let get = || {
+        server.http.get(server.url(&format!(
+            "/v1/responses/{}",
+            created["id"].as_str().unwrap()
+        )))
+    };
+    let (status, own) = send(Some("acme-secret-key"), get()).await;
+    assert_eq!(status, 200, "{own}");
+    let (status, other) = send(Some("globex-secret-key"), get()).await;
+    assert_eq!(status, 404, "{other}");
+    assert_eq!(other["error"]["code"], "response_not_found");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_another_instance_retrieves_and_continues_a_response() -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
@@ -476,6 +535,9 @@ async fn the_openai_and_openai_agents_python_sdks_work_unchanged() {
     // openai-agents: the tool call, then the structured answer.
     upstream.push(Reply::tool_call("add", r#"{"a":2,"b":3}"#));
     upstream.push(Reply::text(r#"{"answer":5,"explanation":"2 plus 3"}"#));
+    // openai-agents, streamed: the same two.
+    upstream.push(Reply::tool_call("add", r#"{"a":2,"b":3}"#));
+    upstream.push(Reply::text(r#"{"answer":5,"explanation":"still 5"}"#));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/responses_sdk.py");
     let run = tokio::process::Command::new(python)
         .arg(script)
@@ -492,7 +554,7 @@ async fn the_openai_and_openai_agents_python_sdks_work_unchanged() {
     assert!(stdout.contains("responses sdk ok"), "{stdout}");
 
     let requests = upstream.requests();
-    assert_eq!(requests.len(), 7, "every scripted reply was asked for");
+    assert_eq!(requests.len(), 9, "every scripted reply was asked for");
     // The agents SDK's second call carried the tool's result, and its output type.
     let last = &requests[6].body;
     let messages = last["messages"].as_array().unwrap();
@@ -502,6 +564,14 @@ async fn the_openai_and_openai_agents_python_sdks_work_unchanged() {
         .expect("the tool result reached the model");
     assert_eq!(tool["content"], "5", "{last}");
     assert_eq!(last["response_format"]["type"], "json_schema", "{last}");
+    let streamed = &requests[8].body;
+    assert_eq!(streamed["stream"], true, "{streamed}");
+    assert!(
+        streamed["messages"]
+            .to_string()
+            .contains("And 2 + 3 again?"),
+        "{streamed}"
+    );
     // previous_response_id: the later call saw the earlier exchange.
     let remembered = requests[4].body["messages"].to_string();
     assert!(remembered.contains("It is sunny in Paris."), "{remembered}");

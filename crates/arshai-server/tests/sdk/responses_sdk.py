@@ -93,8 +93,20 @@ set_default_openai_client(
 agent = Agent(
     name="math", model="assistant", instructions="Add.", tools=[add], output_type=Sum
 )
-result = asyncio.run(Runner.run(agent, "What is 2 + 3?"))
-assert isinstance(result.final_output, Sum), result.final_output
-assert result.final_output.answer == 5, result.final_output
+
+
+async def run_agent():
+    # One event loop for both runs: the client's connections belong to it.
+    result = await Runner.run(agent, "What is 2 + 3?")
+    assert isinstance(result.final_output, Sum), result.final_output
+    assert result.final_output.answer == 5, result.final_output
+    # The same agent, streamed.
+    run = Runner.run_streamed(agent, "And 2 + 3 again?")
+    kinds = [event.type async for event in run.stream_events()]
+    assert "raw_response_event" in kinds, kinds
+    assert isinstance(run.final_output, Sum) and run.final_output.answer == 5, run.final_output
+
+
+asyncio.run(run_agent())
 
 print("responses sdk ok")
