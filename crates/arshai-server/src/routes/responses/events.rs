@@ -172,3 +172,80 @@ impl EventWriter {
         events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use arshai::llm::{FinishReason, ToolCall, Usage};
+    use serde_json::json;
+
+    use super::*;
+    use crate::routes::responses::ResponsesRequest;
+
+    fn writer() -> EventWriter {
+        let request: ResponsesRequest =
+            serde_json::from_value(json!({"model": "a", "input": "x", "stream": true})).unwrap();
+        EventWriter::new(ResponseDraft::new("resp_1".into(), &request))
+    }
+
+    fn output(reply: &str, calls: &[(&str, &str)]) -> AgentOutput {
+        AgentOutput {
+            tool_calls: calls
+                .iter()
+                .map(|(id, name)| ToolCall {
+                    id: (*id).to_owned(),
+                    name: (*name).to_owned(),
+                    arguments: "{}".to_owned(),
+                })
+                .collect(),
+            usage: Usage {
+                input_tokens: 3,
+                output_tokens: 2,
+                total_tokens: 5,
+                reasoning_tokens: None,
+            },
+            finish_reason: if calls.is_empty() {
+                FinishReason::Stop
+            } else {
+                FinishReason::ToolCalls
+            },
+            ..AgentOutput::text(reply, "m")
+        }
+    }
+
+    #[test]
+    fn text_before_client_tool_calls_keeps_its_message_item_first() {
+        let mut writer = writer();
+        let mut events = writer.opening();
+        events.extend(writer.frames(Ok(AgentEvent::TextDelta("Let me check.".into()))));
+        events.extend(writer.frames(Ok(AgentEvent::Done(output(
+            "",
+            &[("c1", "f"), ("c2", "g")],
+        )))));
+        assert_eq!(writer.sequence, events.len() as u64);
+        let completed = writer
+            .draft
+            .finished(&output("", &[("c1", "f"), ("c2", "g")]));
+        // The whole object has only the calls; the stream's last event keeps the message
+        // item it streamed, first, so its output indexes hold.
+        assert_eq!(completed["output"].as_array().unwrap().len(), 2);
+        let mut again = self::writer();
+        again.opening();
+        again.frames(Ok(AgentEvent::TextDelta("Let me check.".into())));
+        let closing = again.closing(&output("", &[("c1", "f"), ("c2", "g")]));
+        assert_eq!(
+            closing.len(),
+            3 + 4 * 2 + 1,
+            "message close, two calls, completed"
+        );
+    }
+
+    #[test]
+    fn an_empty_answer_still_has_its_message_item() {
+        let mut writer = writer();
+        writer.opening();
+        let events = writer.closing(&output("", &[]));
+        // added, part added, text done, part done, item done, completed.
+        assert_eq!(events.len(), 6);
+        assert_eq!(writer.sequence, 8);
+    }
+}

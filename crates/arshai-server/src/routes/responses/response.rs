@@ -33,7 +33,8 @@ impl ResponseDraft {
         );
         put("previous_response_id", json!(request.previous_response_id));
         put("store", json!(request.stores()));
-        put("temperature", json!(request.temperature.unwrap_or(1.0)));
+        // `null` when not overridden: the agent's own setting applies.
+        put("temperature", json!(request.temperature));
         put(
             "text",
             request
@@ -47,7 +48,7 @@ impl ResponseDraft {
             request.tool_choice.clone().unwrap_or_else(|| json!("auto")),
         );
         put("tools", json!(request.tools.clone().unwrap_or_default()));
-        put("top_p", json!(request.top_p.unwrap_or(1.0)));
+        put("top_p", json!(request.top_p));
         put("truncation", json!("disabled"));
         put("user", json!(request.user));
         put(
