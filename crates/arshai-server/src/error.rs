@@ -56,6 +56,9 @@ pub enum ApiError {
     /// The conversation does not exist (or expired, or belongs to another tenant).
     #[error("no conversation has the id \"{0}\"")]
     ConversationNotFound(ConversationId),
+    /// No stored response has this id (never stored, expired, or another tenant's).
+    #[error("no response has the id {0:?}")]
+    ResponseNotFound(String),
     /// No route matches.
     #[error("no such endpoint: {0}")]
     NotFound(String),
@@ -126,6 +129,7 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "conversation_not_found", None)
             }
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::ResponseNotFound(_) => (StatusCode::NOT_FOUND, "response_not_found", None),
             Self::RequestTimeout(_) => (StatusCode::GATEWAY_TIMEOUT, "request_timeout", None),
             Self::StreamIdle(_) => (StatusCode::GATEWAY_TIMEOUT, "stream_idle_timeout", None),
             Self::Agent(AgentError::InvalidInput(_)) => {

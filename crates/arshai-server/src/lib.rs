@@ -11,13 +11,15 @@
 //!   ([`routes::chat_completions`], [`routes::models`]).
 //! - `GET /v1/workflows`, `POST /v1/workflows/{workflow}/runs` — workflow runs, as JSON or
 //!   server-sent events per node ([`routes::workflows`]).
+//! - `POST /v1/responses`, `GET /v1/responses/{id}` — the OpenAI Responses API
+//!   ([`routes::responses`]).
 //! - `GET /health`, `/health/live`, `/health/ready` — health ([`routes::health`]).
 //! - `GET /metrics` — Prometheus metrics ([`routes::metrics`], [`metrics`]).
 //! - `POST|GET /v1/runs`, `GET /v1/runs/{id}[/events]`, `POST /v1/runs/{id}/cancel` —
 //!   durable background runs on Redis Streams ([`routes::runs`], [`runs`]), executed by the
 //!   run worker inside [`serve`] or by `arshai worker`.
 //!
-//! Both turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
+//! The turn routes are codecs around one runner ([`turn::run`]) and sit behind [`auth`]
 //! (API key → tenant) and [`turn::guard`] ([`admission`] control and turn metrics); every
 //! other `/v1` route sits behind [`auth`]; every request gets a [`request_id`] and one log
 //! line. Every rejection is a JSON error ([`error`], [`extract`]). [`serve`] runs the accept loop ([`server`]) and the drain sequence
@@ -74,6 +76,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/workflows/{workflow}/runs",
             post(routes::workflows::post_run),
         )
+        .route("/v1/responses", post(routes::responses::create))
         .route_layer(from_fn_with_state(state.clone(), turn::guard::admit))
         .route_layer(from_fn_with_state(state.clone(), auth::authenticate));
     // The rest of the API: authenticated (tenants see only their own conversations), not
@@ -86,6 +89,7 @@ pub fn app(state: AppState) -> Router {
             get(conversations::get_conversation).delete(conversations::delete_conversation),
         )
         .route("/v1/models", get(models::list_models))
+        .route("/v1/responses/{id}", get(routes::responses::retrieve))
         .route("/v1/models/{model}", get(models::get_model))
         .route("/v1/usage", get(routes::usage::get_usage))
         .route(

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod runs;
+pub mod responses;
 pub mod usage;
 pub mod workflows;
 
