@@ -1,7 +1,7 @@
 //! The shared model (weights loaded once, tokenizer) and the running of one request on it.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use candle_transformers::models::quantized_llama::ModelWeights;
@@ -9,10 +9,13 @@ use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::PROVIDER;
-use super::generate::{Outcome, generate};
+use super::generate::{Outcome, Rules, generate};
+use super::json_grammar::JsonPrefix;
 use super::model::load_weights;
 use super::prompt::{self, PromptError};
 use super::sampler::Sampler;
+use super::stop::StopFilter;
+use super::support::Decoding;
 use super::tokenizer::ChatTokenizer;
 use crate::llm::{ChatRequest, LlmError, StreamEvent, Usage};
 
@@ -31,6 +34,8 @@ pub(crate) struct Job {
     pub(crate) request: ChatRequest,
     /// Where the answer goes; a closed channel means the caller is gone.
     pub(crate) events: EventSender,
+    /// What the checks made of the request (its JSON shape, its logit bias).
+    pub(crate) decoding: Decoding,
 }
 
 /// The model every inference thread shares.
@@ -113,7 +118,21 @@ impl Engine {
             .sampling
             .seed
             .map_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0, |seed| seed as u64);
-        let mut sampler = Sampler::new(&request.sampling, seed, self.tokenizer.stop_ids());
+        let mut sampler = Sampler::new(
+            &request.sampling,
+            seed,
+            self.tokenizer.stop_ids(),
+            job.decoding.bias.clone(),
+        );
+        let mut rules = Rules {
+            stop: StopFilter::new(&request.sampling.stop),
+            json: job.decoding.shapes.as_ref().map(|shapes| {
+                (
+                    JsonPrefix::new(Arc::clone(shapes)),
+                    self.tokenizer.token_bytes(),
+                )
+            }),
+        };
         let events = &job.events;
         let outcome = generate(
             &mut model,
@@ -121,6 +140,7 @@ impl Engine {
             &prompt.ids,
             max_new_tokens,
             &mut sampler,
+            &mut rules,
             &|| events.is_closed(),
             &mut |delta| send(events, Ok(StreamEvent::TextDelta(delta))),
         )

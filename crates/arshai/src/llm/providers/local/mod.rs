@@ -10,14 +10,22 @@
 //! - [`tokenizer`]: the tokenizer from the metadata and ChatML turns.
 //! - [`prompt`]: a request as ChatML ids, oldest history dropped to fit the context.
 //! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
+//! - [`support`]: what of a request the model honours (the rest is refused by name);
+//!   [`stop`]: stop sequences; [`json_schema`], [`json_grammar`], [`token_bytes`]:
+//!   `response_format` by grammar-constrained decoding.
 //! - [`worker`], [`engine`]: dedicated inference threads behind a bounded queue.
 
 mod engine;
 mod generate;
+mod json_grammar;
+mod json_schema;
 mod model;
 mod prompt;
 mod sampler;
+mod stop;
+mod support;
 mod text_stream;
+mod token_bytes;
 mod tokenizer;
 mod worker;
 
@@ -145,65 +153,19 @@ impl LlmClient for LocalClient {
         &'a self,
         request: &'a ChatRequest,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
-        if let Err(error) = refuse_unsupported(request) {
-            return stream::once(async move { Err(error) }).boxed();
-        }
+        let decoding = match support::check(request, self.engine.tokenizer.vocab_size()) {
+            Ok(decoding) => decoding,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let job = Job {
             request: request.clone(),
             events,
+            decoding,
         };
         if let Err(error) = self.pool.submit(job) {
             return stream::once(async move { Err(error) }).boxed();
         }
         stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
-    }
-}
-
-/// Refuses what the embedded model cannot do, naming the parameter.
-fn refuse_unsupported(request: &ChatRequest) -> Result<(), LlmError> {
-    let sampling = &request.sampling;
-    let refused = if !sampling.stop.is_empty() {
-        Some((
-            "stop",
-            "stop sequences are not supported by the local model yet",
-        ))
-    } else if sampling.presence_penalty.is_some() || sampling.frequency_penalty.is_some() {
-        Some((
-            if sampling.presence_penalty.is_some() {
-                "presence_penalty"
-            } else {
-                "frequency_penalty"
-            },
-            "the local model's sampler has no repetition penalties",
-        ))
-    } else if !sampling.logit_bias.is_empty() {
-        Some(("logit_bias", "the local model's sampler has no logit bias"))
-    } else if sampling.logprobs == Some(true) || sampling.top_logprobs.is_some() {
-        Some((
-            "logprobs",
-            "the local model does not return log probabilities",
-        ))
-    } else if request.response_format.is_some() {
-        Some((
-            "response_format",
-            "the local model cannot constrain its answer to JSON yet",
-        ))
-    } else if !request.tools.is_empty() || request.tool_choice.is_some() {
-        Some(("tools", "the local model cannot call tools"))
-    } else if request
-        .messages
-        .iter()
-        .any(|message| !message.images.is_empty())
-    {
-        Some(("messages", "the local model reads text only, not images"))
-    } else if request.user.is_some() {
-        Some(("user", "the local model has no end-user field"))
-    } else {
-        None
-    };
-    match refused {
-        Some((param, message)) => Err(LlmError::unsupported(PROVIDER, param, message)),
-        None => Ok(()),
     }
 }

@@ -5,10 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 
-use super::generate::{Outcome, generate};
+use super::generate::{Outcome, Rules, generate};
 use super::model::ModelHeader;
 use super::prompt;
 use super::sampler::Sampler;
+use super::stop::StopFilter;
 use super::text_stream::TextStream;
 use super::tokenizer::{ChatTokenizer, render_turn};
 use super::{LocalClient, MODEL_NAME};
@@ -317,7 +318,11 @@ fn generation_stops_when_the_caller_is_gone() {
     let prompt = prompt::build(tokenizer(), &ask("Count to one hundred."), 4096, 64)
         .expect("prompt")
         .ids;
-    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids());
+    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
+    let mut rules = Rules {
+        stop: StopFilter::new(&[]),
+        json: None,
+    };
     let mut seen = 0;
     let outcome = generate(
         &mut model,
@@ -325,6 +330,7 @@ fn generation_stops_when_the_caller_is_gone() {
         &prompt,
         64,
         &mut sampler,
+        &mut rules,
         &|| false,
         &mut |_| {
             seen += 1;
