@@ -341,3 +341,225 @@ fn generation_stops_when_the_caller_is_gone() {
     assert_eq!(outcome, Outcome::Cancelled);
     assert_eq!(seen, 3, "nothing is generated after the caller leaves");
 }
+
+#[test]
+fn every_tokens_bytes_decode_as_the_tokenizer_decodes_it() {
+    let tokenizer = tokenizer();
+    let table = tokenizer.token_bytes();
+    assert_eq!(table.len(), tokenizer.vocab_size());
+    let mut ordinary = 0;
+    for id in 0..table.len() as u32 {
+        let decoded = tokenizer.decode(&[id]).expect("decodes");
+        match table.get(id) {
+            Some(bytes) => {
+                ordinary += 1;
+                assert_eq!(String::from_utf8_lossy(bytes), decoded, "token {id}");
+            }
+            None => assert!(
+                tokenizer.stop_ids().contains(&id) || decoded.is_empty(),
+                "token {id} ({decoded:?}) has no bytes"
+            ),
+        }
+    }
+    assert!(ordinary > 40_000, "{ordinary} ordinary tokens");
+    for byte in [b'{', b'"', b'}', b' ', b'\n', b'7'] {
+        assert!(
+            (0..table.len() as u32).any(|id| table.get(id) == Some(&[byte][..])),
+            "a token for the single byte {byte}"
+        );
+    }
+}
+
+/// Streams `request`: (the deltas, the finish reason).
+async fn stream_all(request: &ChatRequest) -> (Vec<String>, FinishReason) {
+    let mut events = client().stream(request);
+    let mut deltas = Vec::new();
+    let mut finish = None;
+    while let Some(event) = events.next().await {
+        match event.expect("no error") {
+            StreamEvent::TextDelta(delta) => deltas.push(delta),
+            StreamEvent::Finish { reason, .. } => finish = Some(reason),
+            StreamEvent::Usage(_) | StreamEvent::ToolCall(_) => {}
+        }
+    }
+    (deltas, finish.expect("a finish event"))
+}
+
+#[tokio::test]
+async fn a_stop_sequence_ends_the_answer_before_it_and_is_never_streamed() {
+    let request = ask("Name three colors.");
+    let plain = client().chat(&request).await.expect("answers");
+    let words: Vec<&str> = plain.text.split_whitespace().collect();
+    assert!(words.len() >= 4, "a long enough answer: {:?}", plain.text);
+    // A whole word from the middle, then a piece spanning two words (so across tokens).
+    let word = words[words.len() / 2].to_owned();
+    let at = plain.text.find(&word).expect("the word") + word.len() - 1;
+    let spanning: String = plain.text[at..].chars().take(3).collect();
+    for stop in [word, spanning] {
+        let mut stopped = request.clone();
+        stopped.sampling.stop = vec![stop.clone(), "never appears here".to_owned()];
+        let expected = &plain.text[..plain.text.find(&stop).expect("in the answer")];
+        let answer = client().chat(&stopped).await.expect("answers");
+        assert_eq!(answer.text, expected, "stop {stop:?}");
+        assert_eq!(answer.finish_reason, FinishReason::Stop);
+        assert!(answer.usage.output_tokens < plain.usage.output_tokens);
+        let (deltas, finish) = stream_all(&stopped).await;
+        assert_eq!(deltas.concat(), expected, "stop {stop:?}");
+        assert_eq!(finish, FinishReason::Stop);
+    }
+}
+
+#[tokio::test]
+async fn a_strong_negative_logit_bias_changes_the_greedy_first_token() {
+    let request = ask("What is the capital of France?");
+    let plain = client().chat(&request).await.expect("answers");
+    let first = tokenizer().encode(&plain.text).expect("encodes")[0];
+    let mut biased = request.clone();
+    biased.sampling.logit_bias.insert(first.to_string(), -100.0);
+    let answer = client().chat(&biased).await.expect("answers");
+    assert_ne!(answer.text, plain.text);
+    let new_first = tokenizer().encode(&answer.text).expect("encodes")[0];
+    assert_ne!(new_first, first, "{:?} vs {:?}", answer.text, plain.text);
+}
+
+#[tokio::test]
+async fn json_object_answers_parse_as_a_json_object() {
+    let mut request = ask("Describe a cat as JSON with its name and age.");
+    request.sampling.max_tokens = Some(160);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonObject);
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_else(|error| {
+        panic!("{error}: {:?}", answer.text);
+    });
+    assert!(value.is_object(), "{value}");
+    let (deltas, finish) = stream_all(&request).await;
+    assert_eq!(deltas.concat(), answer.text);
+    assert_eq!(finish, FinishReason::Stop);
+}
+
+#[tokio::test]
+async fn json_schema_answers_follow_the_schema() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer", "minimum": 0},
+            "color": {"type": "string", "enum": ["black", "white", "orange"]},
+            "toys": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+            "indoor": {"type": "boolean"}
+        },
+        "required": ["name", "age", "color", "toys", "indoor"],
+        "additionalProperties": false
+    });
+    let mut request = ask("Describe a cat as JSON.");
+    request.sampling.max_tokens = Some(200);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+        crate::llm::JsonSchemaFormat {
+            name: "cat".to_owned(),
+            schema,
+            strict: true,
+        },
+    ));
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_else(|error| {
+        panic!("{error}: {:?}", answer.text);
+    });
+    let object = value.as_object().expect("an object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["age", "color", "indoor", "name", "toys"], "{value}");
+    assert!(object["name"].is_string(), "{value}");
+    assert!(object["age"].as_u64().is_some(), "{value}");
+    assert!(
+        ["black", "white", "orange"].contains(&object["color"].as_str().unwrap_or_default()),
+        "{value}"
+    );
+    let toys = object["toys"].as_array().expect("toys");
+    assert!(
+        toys.len() <= 3 && toys.iter().all(serde_json::Value::is_string),
+        "{value}"
+    );
+    assert!(object["indoor"].is_boolean(), "{value}");
+}
+
+#[tokio::test]
+async fn a_json_answer_cut_by_max_tokens_finishes_with_length() {
+    let mut request = ask("Describe a cat as JSON with its name and age.");
+    request.sampling.max_tokens = Some(3);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonObject);
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Length,
+        "{:?}",
+        answer.text
+    );
+    assert!(
+        answer.text.trim_start().starts_with('{'),
+        "{:?}",
+        answer.text
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(&answer.text).is_err());
+}
+
+#[tokio::test]
+async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
+    let unsupported_schema = {
+        let mut request = ask("Hi");
+        request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+            crate::llm::JsonSchemaFormat {
+                name: "x".to_owned(),
+                schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}
+                }),
+                strict: false,
+            },
+        ));
+        request
+    };
+    let bad_bias = {
+        let mut request = ask("Hi");
+        request.sampling.logit_bias.insert("999999".to_owned(), 1.0);
+        request
+    };
+    let logprobs = {
+        let mut request = ask("Hi");
+        request.sampling.logprobs = Some(true);
+        request
+    };
+    let user = ChatRequest {
+        user: Some("someone".to_owned()),
+        ..ask("Hi")
+    };
+    for (request, param, says) in [
+        (unsupported_schema, "response_format", "`pattern`"),
+        (bad_bias, "logit_bias", "999999"),
+        (logprobs, "logprobs", "log probabilities"),
+        (user, "user", "end-user"),
+    ] {
+        match client().chat(&request).await {
+            Err(LlmError::Unsupported {
+                provider,
+                param: named,
+                message,
+            }) => {
+                assert_eq!((provider, named), ("local", param));
+                assert!(message.contains(says), "{message}");
+            }
+            other => panic!("expected {param} refused, got {other:?}"),
+        }
+    }
+}
