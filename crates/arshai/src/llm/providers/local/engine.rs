@@ -125,6 +125,7 @@ impl Engine {
             job.decoding.bias.clone(),
         );
         let mut rules = Rules {
+            max_new_tokens,
             stop: StopFilter::new(&request.sampling.stop),
             json: job.decoding.shapes.as_ref().map(|shapes| {
                 (
@@ -138,7 +139,6 @@ impl Engine {
             &mut model,
             &self.tokenizer,
             &prompt.ids,
-            max_new_tokens,
             &mut sampler,
             &mut rules,
             &|| events.is_closed(),

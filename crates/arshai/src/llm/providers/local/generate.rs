@@ -32,8 +32,10 @@ pub(crate) enum GenerateError {
     NoValidToken,
 }
 
-/// What shapes the answer besides the sampler.
+/// What bounds and shapes the answer besides the sampler.
 pub(crate) struct Rules<'a> {
+    /// The most tokens to generate.
+    pub(crate) max_new_tokens: usize,
     /// The caller's stop sequences.
     pub(crate) stop: StopFilter,
     /// The JSON the answer must be, with the vocabulary's bytes to test tokens against it.
@@ -60,12 +62,10 @@ pub(crate) enum Outcome {
 /// caller is gone; `cancelled` is checked before each forward pass. With `rules.json`, only
 /// tokens that keep the answer a valid prefix are sampled and the answer ends (`Stop`) as
 /// soon as the JSON is complete; `Length` then means the JSON was cut unfinished.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn generate(
     model: &mut ModelWeights,
     tokenizer: &ChatTokenizer,
     prompt: &[u32],
-    max_new_tokens: usize,
     sampler: &mut Sampler,
     rules: &mut Rules<'_>,
     cancelled: &dyn Fn() -> bool,
@@ -128,7 +128,7 @@ pub(crate) fn generate(
         {
             return finish(tokenizer, &mut text, rules, FinishReason::Stop, emit);
         }
-        if text.len() >= max_new_tokens {
+        if text.len() >= rules.max_new_tokens {
             return finish(tokenizer, &mut text, rules, FinishReason::Length, emit);
         }
         if cancelled() {

@@ -320,6 +320,7 @@ fn generation_stops_when_the_caller_is_gone() {
         .ids;
     let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
     let mut rules = Rules {
+        max_new_tokens: 64,
         stop: StopFilter::new(&[]),
         json: None,
     };
@@ -328,7 +329,6 @@ fn generation_stops_when_the_caller_is_gone() {
         &mut model,
         &engine.tokenizer,
         &prompt,
-        64,
         &mut sampler,
         &mut rules,
         &|| false,
@@ -546,7 +546,11 @@ async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
     };
     for (request, param, says) in [
         (unsupported_schema, "response_format", "`pattern`"),
-        (bad_bias, "logit_bias", "999999"),
+        (
+            bad_bias,
+            "logit_bias",
+            "999999\" is not a token id of the local model (0 to 49151)",
+        ),
         (logprobs, "logprobs", "log probabilities"),
         (user, "user", "end-user"),
     ] {
