@@ -567,3 +567,91 @@ async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
         }
     }
 }
+
+/// A type as an application would ask for it, its schema derived by schemars.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+struct Pet {
+    name: String,
+    age: u32,
+    kind: PetKind,
+    nickname: Option<String>,
+    /// Bounded: this small model, free to, lists toys until `max_tokens`.
+    toys: [String; 2],
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum PetKind {
+    Cat,
+    Dog,
+}
+
+#[tokio::test]
+async fn chat_structured_gets_a_typed_answer_from_the_local_model() {
+    let mut request = ask("Describe a pet as JSON.");
+    request.sampling.max_tokens = Some(200);
+    let (pet, response) = crate::llm::chat_structured::<Pet>(client(), &request, "pet")
+        .await
+        .unwrap_or_else(|error| panic!("a typed answer: {error:?}"));
+    assert_eq!(
+        response.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        response.text
+    );
+    assert!(pet.toys.iter().all(|toy| !toy.contains('"')), "{pet:?}");
+}
+
+#[tokio::test]
+async fn json_under_temperature_sampling_still_follows_the_schema() {
+    let mut request = ask("Give a JSON object with a dog's name only.");
+    request.sampling.max_tokens = Some(160);
+    request.sampling.temperature = Some(0.7);
+    request.sampling.seed = Some(11);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"],
+        "additionalProperties": false
+    });
+    request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+        crate::llm::JsonSchemaFormat {
+            name: "dog".to_owned(),
+            schema: schema.clone(),
+            strict: true,
+        },
+    ));
+    let answer = client().chat(&request).await.expect("answers");
+    // Whatever the draws, the text is such an object or (cut by max_tokens) the start of one.
+    let valid = super::json_grammar::JsonPrefix::new(std::sync::Arc::new(
+        super::json_schema::Shapes::compile(&schema).expect("compiles"),
+    ));
+    assert!(valid.accepts(answer.text.as_bytes()), "{:?}", answer.text);
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text)
+        .unwrap_or_else(|error| panic!("{error}: {:?}", answer.text));
+    assert!(value["name"].is_string(), "{value}");
+}
+
+#[tokio::test]
+async fn a_frequency_penalty_changes_a_repetitive_greedy_answer() {
+    let request = ask("Repeat the word cat ten times.");
+    let plain = client().chat(&request).await.expect("answers");
+    let mut penalized = request.clone();
+    penalized.sampling.frequency_penalty = Some(2.0);
+    penalized.sampling.presence_penalty = Some(1.0);
+    let answer = client().chat(&penalized).await.expect("answers");
+    let cats = |text: &str| text.to_lowercase().matches("cat").count();
+    assert!(
+        cats(&answer.text) < cats(&plain.text),
+        "{:?} vs {:?}",
+        answer.text,
+        plain.text
+    );
+}
