@@ -3,7 +3,8 @@
 //! Supported: `type` (one name or a list), `properties` / `required` /
 //! `additionalProperties`, `items`, `minItems` / `maxItems`, string `enum` / `const`,
 //! `integer` / `number` (with `minimum: 0`), `boolean`, `null`, `anyOf` of alternatives of
-//! different kinds (two strings or two numbers merge), a one-element `allOf`, local `$ref`s
+//! different kinds (two strings or two numbers merge), `oneOf` of alternatives no value
+//! matches twice (schemars' documented enum variants), a one-element `allOf`, local `$ref`s
 //! (`#/$defs/…`, `#/definitions/…`, not recursive) and the annotation keywords (`title`,
 //! `description`, …). Anything else is refused with the keyword named, never ignored.
 //!
@@ -190,6 +191,7 @@ impl<'a> Compiler<'a> {
                         | "enum"
                         | "const"
                         | "anyOf"
+                        | "oneOf"
                         | "properties"
                         | "required"
                         | "additionalProperties"
@@ -203,18 +205,35 @@ impl<'a> Compiler<'a> {
                 return Err(unsupported(format!("`{key}`")));
             }
         }
-        if let Some(alternatives) = map.get("anyOf") {
-            if map.contains_key("type") || map.contains_key("enum") || map.contains_key("const") {
-                return Err(unsupported("`anyOf` beside `type`, `enum` or `const`"));
+        let union = ["anyOf", "oneOf"]
+            .into_iter()
+            .find_map(|keyword| Some((keyword, map.get(keyword)?)));
+        if let Some((keyword, alternatives)) = union {
+            if ["type", "enum", "const", "anyOf", "oneOf"]
+                .iter()
+                .any(|other| *other != keyword && map.contains_key(*other))
+            {
+                return Err(unsupported(format!(
+                    "`{keyword}` beside `type`, `enum`, `const` or another union"
+                )));
             }
             let alternatives = alternatives
                 .as_array()
                 .filter(|list| !list.is_empty())
-                .ok_or_else(|| unsupported("an `anyOf` that is not a non-empty list"))?;
+                .ok_or_else(|| {
+                    unsupported(format!("a `{keyword}` that is not a non-empty list"))
+                })?;
             let mut merged = Node::default();
             for alternative in alternatives {
                 let id = self.compile(alternative, depth + 1)?;
-                merged = merge(merged, self.nodes[id].clone())?;
+                let node = self.nodes[id].clone();
+                // `oneOf` means exactly one: only alternatives that cannot both match.
+                if keyword == "oneOf" && overlap(&merged, &node) {
+                    return Err(unsupported(
+                        "`oneOf` with alternatives a value could match twice",
+                    ));
+                }
+                merged = merge(merged, node)?;
             }
             return Ok(self.push(merged));
         }
@@ -402,7 +421,24 @@ fn type_names(types: &Value) -> Result<Vec<&str>, UnsupportedSchema> {
     }
 }
 
-/// The union of two alternatives of an `anyOf`.
+/// Whether one value could match both `a` and `b`.
+fn overlap(a: &Node, b: &Node) -> bool {
+    let strings = match (&a.string, &b.string) {
+        (Some(StringShape::OneOf(a)), Some(StringShape::OneOf(b))) => {
+            a.iter().any(|value| b.contains(value))
+        }
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    strings
+        || (a.number.is_some() && b.number.is_some())
+        || (a.boolean && b.boolean)
+        || (a.null && b.null)
+        || (a.object.is_some() && b.object.is_some())
+        || (a.array.is_some() && b.array.is_some())
+}
+
+/// The union of two alternatives of an `anyOf` / `oneOf`.
 fn merge(mut into: Node, other: Node) -> Result<Node, UnsupportedSchema> {
     into.string = match (into.string, other.string) {
         (Some(StringShape::OneOf(mut a)), Some(StringShape::OneOf(b))) => {
@@ -446,7 +482,11 @@ mod tests {
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
                 "nick": {"type": ["string", "null"]},
                 "pet": {"$ref": "#/$defs/Pet"},
-                "either": {"anyOf": [{"type": "number"}, {"type": "boolean"}]}
+                "either": {"anyOf": [{"type": "number"}, {"type": "boolean"}]},
+                "kind": {"oneOf": [
+                    {"type": "string", "const": "cat", "description": "a cat"},
+                    {"type": "string", "const": "dog"}
+                ]}
             },
             "required": ["name", "age"],
             "additionalProperties": false,
@@ -456,7 +496,12 @@ mod tests {
         let Some(ObjectShape::Properties(properties)) = &shapes.nodes[shapes.root].object else {
             panic!("an object with properties");
         };
-        assert_eq!(properties.len(), 7);
+        assert_eq!(properties.len(), 8);
+        let kind = properties.iter().find(|p| p.0 == b"kind").expect("kind");
+        assert_eq!(
+            shapes.nodes[kind.1].string,
+            Some(StringShape::OneOf(vec![b"cat".to_vec(), b"dog".to_vec()]))
+        );
         let age = properties.iter().find(|p| p.0 == b"age").expect("age");
         assert!(age.2, "required");
         assert_eq!(shapes.nodes[age.1].number, Some((true, true)));
@@ -487,8 +532,12 @@ mod tests {
                 "`b`",
             ),
             (
-                json!({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}}),
+                json!({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}, {"enum": ["x"]}]}}}),
                 "`oneOf`",
+            ),
+            (
+                json!({"type": "object", "properties": {"a": {"not": {}}}}),
+                "`not`",
             ),
         ] {
             let error = Shapes::compile(&schema).expect_err("refused");

@@ -583,7 +583,9 @@ struct Pet {
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 enum PetKind {
+    /// Documented variants make schemars write a `oneOf` of `const`s.
     Cat,
+    /// A dog.
     Dog,
 }
 
@@ -600,6 +602,8 @@ async fn chat_structured_gets_a_typed_answer_from_the_local_model() {
         "{:?}",
         response.text
     );
+    let schema = crate::llm::schema_of::<Pet>().to_string();
+    assert!(schema.contains("oneOf"), "{schema}");
     assert!(pet.toys.iter().all(|toy| !toy.contains('"')), "{pet:?}");
 }
 
