@@ -6,6 +6,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 
 use super::json_grammar::JsonPrefix;
+use super::logprobs::Logprobs;
 use super::sampler::Sampler;
 use super::stop::StopFilter;
 use super::text_stream::TextStream;
@@ -40,6 +41,8 @@ pub(crate) struct Rules<'a> {
     pub(crate) stop: StopFilter,
     /// The JSON the answer must be, with the vocabulary's bytes to test tokens against it.
     pub(crate) json: Option<(JsonPrefix, &'a TokenBytes)>,
+    /// The log probabilities of the generated tokens, when asked for.
+    pub(crate) logprobs: Option<Logprobs>,
 }
 
 /// How a generation ended.
@@ -108,6 +111,9 @@ pub(crate) fn generate(
                 next
             }
         };
+        if let Some(logprobs) = &mut rules.logprobs {
+            logprobs.record(&logits, next, tokenizer.token_bytes())?;
+        }
         sampler.record(next);
         if let Some(delta) = text.push(tokenizer, next)? {
             let released = rules.stop.push(&delta);

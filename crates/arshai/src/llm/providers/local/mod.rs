@@ -12,13 +12,15 @@
 //! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
 //! - [`support`]: what of a request the model honours (the rest is refused by name);
 //!   [`stop`]: stop sequences; [`json_schema`], [`json_grammar`], [`token_bytes`]:
-//!   `response_format` by grammar-constrained decoding.
+//!   `response_format` by grammar-constrained decoding; [`logprobs`]: log probabilities of
+//!   non-streamed answers.
 //! - [`worker`], [`engine`]: dedicated inference threads behind a bounded queue.
 
 mod engine;
 mod generate;
 mod json_grammar;
 mod json_schema;
+mod logprobs;
 mod model;
 mod prompt;
 mod sampler;
@@ -36,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use self::engine::{Engine, Job};
 use self::model::ModelHeader;
@@ -123,7 +125,9 @@ impl LlmClient for LocalClient {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let mut events = self.stream(request);
+        let wants_logprobs = wants_logprobs(request);
+        let (sink, mut logprobs) = oneshot::channel();
+        let mut events = self.events(request, wants_logprobs.then_some(sink));
         let mut text = String::new();
         let mut usage = Usage::default();
         let mut finish = None;
@@ -144,14 +148,35 @@ impl LlmClient for LocalClient {
             usage,
             model,
             request_id: request.request_id.clone(),
-            logprobs: None,
+            // Sent before the finish event, so here by now when asked for.
+            logprobs: logprobs.try_recv().ok(),
         })
     }
 
     /// Streams the answer token by token. Dropping the stream cancels the generation.
+    /// Log probabilities come with non-streamed answers only, as with OpenAI's provider.
     fn stream<'a>(
         &'a self,
         request: &'a ChatRequest,
+    ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        if wants_logprobs(request) {
+            let error = LlmError::unsupported(
+                PROVIDER,
+                "logprobs",
+                "the local model returns log probabilities on non-streamed requests only",
+            );
+            return stream::once(async move { Err(error) }).boxed();
+        }
+        self.events(request, None)
+    }
+}
+
+impl LocalClient {
+    /// Checks and queues `request`; its events, and its log probabilities into `logprobs`.
+    fn events<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        logprobs: Option<oneshot::Sender<serde_json::Value>>,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
         let decoding = match support::check(request, self.engine.tokenizer.vocab_size()) {
             Ok(decoding) => decoding,
@@ -162,10 +187,15 @@ impl LlmClient for LocalClient {
             request: request.clone(),
             events,
             decoding,
+            logprobs,
         };
         if let Err(error) = self.pool.submit(job) {
             return stream::once(async move { Err(error) }).boxed();
         }
         stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
     }
+}
+
+fn wants_logprobs(request: &ChatRequest) -> bool {
+    request.sampling.logprobs == Some(true) || request.sampling.top_logprobs.is_some()
 }

@@ -4,8 +4,8 @@
 //!
 //! Honoured: `temperature`, `top_p`, `max_tokens`, `seed`, `stop`, `presence_penalty`,
 //! `frequency_penalty`, `logit_bias`, `response_format` (`json_object`, and `json_schema`
-//! within [`super::json_schema`]'s subset). Refused: `logprobs` / `top_logprobs`, tools and
-//! `tool_choice`, image parts, `user`.
+//! within [`super::json_schema`]'s subset), `logprobs` / `top_logprobs` (non-streamed calls
+//! only, as with OpenAI's provider). Refused: tools and `tool_choice`, image parts, `user`.
 
 use std::sync::Arc;
 
@@ -41,13 +41,7 @@ pub(crate) fn check(request: &ChatRequest, vocab_size: usize) -> Result<Decoding
 }
 
 fn refuse_unsupported(request: &ChatRequest) -> Result<(), LlmError> {
-    let sampling = &request.sampling;
-    let refused = if sampling.logprobs == Some(true) || sampling.top_logprobs.is_some() {
-        Some((
-            "logprobs",
-            "the local model does not return log probabilities",
-        ))
-    } else if !request.tools.is_empty() || request.tool_choice.is_some() {
+    let refused = if !request.tools.is_empty() || request.tool_choice.is_some() {
         Some(("tools", "the local model cannot call tools"))
     } else if request
         .messages

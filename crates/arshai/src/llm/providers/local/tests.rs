@@ -323,6 +323,7 @@ fn generation_stops_when_the_caller_is_gone() {
         max_new_tokens: 64,
         stop: StopFilter::new(&[]),
         json: None,
+        logprobs: None,
     };
     let mut seen = 0;
     let outcome = generate(
@@ -535,11 +536,6 @@ async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
         request.sampling.logit_bias.insert("999999".to_owned(), 1.0);
         request
     };
-    let logprobs = {
-        let mut request = ask("Hi");
-        request.sampling.logprobs = Some(true);
-        request
-    };
     let user = ChatRequest {
         user: Some("someone".to_owned()),
         ..ask("Hi")
@@ -551,7 +547,6 @@ async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
             "logit_bias",
             "999999\" is not a token id of the local model (0 to 49151)",
         ),
-        (logprobs, "logprobs", "log probabilities"),
         (user, "user", "end-user"),
     ] {
         match client().chat(&request).await {
@@ -658,4 +653,50 @@ async fn a_frequency_penalty_changes_a_repetitive_greedy_answer() {
         answer.text,
         plain.text
     );
+}
+
+#[tokio::test]
+async fn non_streamed_answers_carry_openai_shaped_log_probabilities() {
+    let mut request = ask("What is the capital of France?");
+    request.sampling.logprobs = Some(true);
+    request.sampling.top_logprobs = Some(3);
+    let answer = client().chat(&request).await.expect("answers");
+    let plain = client()
+        .chat(&ask("What is the capital of France?"))
+        .await
+        .expect("answers");
+    assert_eq!(
+        answer.text, plain.text,
+        "asking for logprobs changes nothing else"
+    );
+    let logprobs = answer.logprobs.expect("logprobs");
+    let content = logprobs["content"].as_array().expect("content");
+    assert_eq!(content.len() as u64, answer.usage.output_tokens);
+    let mut bytes = Vec::new();
+    for entry in content {
+        let logprob = entry["logprob"].as_f64().expect("logprob");
+        assert!(logprob <= 0.0, "{entry}");
+        bytes.extend(
+            entry["bytes"]
+                .as_array()
+                .expect("bytes")
+                .iter()
+                .map(|byte| byte.as_u64().expect("a byte") as u8),
+        );
+        let top = entry["top_logprobs"].as_array().expect("top_logprobs");
+        assert_eq!(top.len(), 3, "{entry}");
+        let tops: Vec<f64> = top
+            .iter()
+            .map(|t| t["logprob"].as_f64().expect("logprob"))
+            .collect();
+        assert!(tops.windows(2).all(|pair| pair[0] >= pair[1]), "{entry}");
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(top[0]["token"], entry["token"], "{entry}");
+        assert!((tops[0] - logprob).abs() < 1e-6, "{entry}");
+    }
+    assert_eq!(String::from_utf8(bytes).expect("utf-8"), answer.text);
+    match client().stream(&request).into_future().await.0 {
+        Some(Err(LlmError::Unsupported { param, .. })) => assert_eq!(param, "logprobs"),
+        other => panic!("streamed logprobs must be refused, got {other:?}"),
+    }
 }
