@@ -4,7 +4,8 @@
 //! valid (see [`super::token_bytes`]).
 //!
 //! Bounded on purpose: at most [`MAX_WHITESPACE`] whitespace bytes in a row between tokens,
-//! numbers of at most [`MAX_DIGITS`] digits per part, so a model cannot loop on padding.
+//! numbers of at most [`MAX_DIGITS`] digits in the integer and in the fraction part (3 in
+//! the exponent), so a model cannot loop on padding.
 
 use std::sync::Arc;
 
