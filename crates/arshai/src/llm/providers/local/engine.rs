@@ -1,18 +1,23 @@
 //! The shared model (weights loaded once, tokenizer) and the running of one request on it.
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::oneshot;
 
 use super::PROVIDER;
-use super::generate::{Outcome, generate};
+use super::generate::{Outcome, Rules, generate};
+use super::json_grammar::JsonPrefix;
+use super::logprobs::Logprobs;
 use super::model::load_weights;
 use super::prompt::{self, PromptError};
 use super::sampler::Sampler;
+use super::stop::StopFilter;
+use super::support::Decoding;
 use super::tokenizer::ChatTokenizer;
 use crate::llm::{ChatRequest, LlmError, StreamEvent, Usage};
 
@@ -31,6 +36,11 @@ pub(crate) struct Job {
     pub(crate) request: ChatRequest,
     /// Where the answer goes; a closed channel means the caller is gone.
     pub(crate) events: EventSender,
+    /// What the checks made of the request (its JSON shape, its logit bias).
+    pub(crate) decoding: Decoding,
+    /// Where the log probabilities go, for a non-streamed call that asked for them; they
+    /// are sent before the finish event.
+    pub(crate) logprobs: Option<oneshot::Sender<serde_json::Value>>,
 }
 
 /// The model every inference thread shares.
@@ -69,16 +79,21 @@ impl Engine {
     }
 
     /// Answers `job`, sending its events; every failure goes to the caller as an event.
-    pub(crate) fn run(&self, job: Job) {
+    pub(crate) fn run(&self, mut job: Job) {
         if job.events.is_closed() {
             return;
         }
-        if let Err(error) = self.answer(&job) {
+        let logprobs = job.logprobs.take();
+        if let Err(error) = self.answer(&job, logprobs) {
             send(&job.events, Err(error));
         }
     }
 
-    fn answer(&self, job: &Job) -> Result<(), LlmError> {
+    fn answer(
+        &self,
+        job: &Job,
+        logprobs: Option<oneshot::Sender<serde_json::Value>>,
+    ) -> Result<(), LlmError> {
         let request = &job.request;
         let max_new_tokens = request
             .sampling
@@ -113,14 +128,32 @@ impl Engine {
             .sampling
             .seed
             .map_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0, |seed| seed as u64);
-        let mut sampler = Sampler::new(&request.sampling, seed, self.tokenizer.stop_ids());
+        let mut sampler = Sampler::new(
+            &request.sampling,
+            seed,
+            self.tokenizer.stop_ids(),
+            job.decoding.bias.clone(),
+        );
+        let mut rules = Rules {
+            max_new_tokens,
+            stop: StopFilter::new(&request.sampling.stop),
+            json: job.decoding.shapes.as_ref().map(|shapes| {
+                (
+                    JsonPrefix::new(Arc::clone(shapes)),
+                    self.tokenizer.token_bytes(),
+                )
+            }),
+            logprobs: logprobs
+                .as_ref()
+                .map(|_| Logprobs::new(usize::from(request.sampling.top_logprobs.unwrap_or(0)))),
+        };
         let events = &job.events;
         let outcome = generate(
             &mut model,
             &self.tokenizer,
             &prompt.ids,
-            max_new_tokens,
             &mut sampler,
+            &mut rules,
             &|| events.is_closed(),
             &mut |delta| send(events, Ok(StreamEvent::TextDelta(delta))),
         )
@@ -130,6 +163,9 @@ impl Engine {
             output_tokens,
         } = outcome
         {
+            if let (Some(sink), Some(collected)) = (logprobs, rules.logprobs.take()) {
+                let _ = sink.send(collected.into_value());
+            }
             let input_tokens = prompt.ids.len() as u64;
             let output_tokens = output_tokens as u64;
             let usage = Usage {

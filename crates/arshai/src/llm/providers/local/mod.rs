@@ -10,14 +10,24 @@
 //! - [`tokenizer`]: the tokenizer from the metadata and ChatML turns.
 //! - [`prompt`]: a request as ChatML ids, oldest history dropped to fit the context.
 //! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
+//! - [`support`]: what of a request the model honours (the rest is refused by name);
+//!   [`stop`]: stop sequences; [`json_schema`], [`json_grammar`], [`token_bytes`]:
+//!   `response_format` by grammar-constrained decoding; [`logprobs`]: log probabilities of
+//!   non-streamed answers.
 //! - [`worker`], [`engine`]: dedicated inference threads behind a bounded queue.
 
 mod engine;
 mod generate;
+mod json_grammar;
+mod json_schema;
+mod logprobs;
 mod model;
 mod prompt;
 mod sampler;
+mod stop;
+mod support;
 mod text_stream;
+mod token_bytes;
 mod tokenizer;
 mod worker;
 
@@ -28,7 +38,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use self::engine::{Engine, Job};
 use self::model::ModelHeader;
@@ -115,7 +125,9 @@ impl LlmClient for LocalClient {
     }
 
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let mut events = self.stream(request);
+        let wants_logprobs = wants_logprobs(request);
+        let (sink, mut logprobs) = oneshot::channel();
+        let mut events = self.events(request, wants_logprobs.then_some(sink));
         let mut text = String::new();
         let mut usage = Usage::default();
         let mut finish = None;
@@ -136,22 +148,46 @@ impl LlmClient for LocalClient {
             usage,
             model,
             request_id: request.request_id.clone(),
-            logprobs: None,
+            // Sent before the finish event, so here by now when asked for.
+            logprobs: logprobs.try_recv().ok(),
         })
     }
 
     /// Streams the answer token by token. Dropping the stream cancels the generation.
+    /// Log probabilities come with non-streamed answers only, as with OpenAI's provider.
     fn stream<'a>(
         &'a self,
         request: &'a ChatRequest,
     ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
-        if let Err(error) = refuse_unsupported(request) {
+        if wants_logprobs(request) {
+            let error = LlmError::unsupported(
+                PROVIDER,
+                "logprobs",
+                "the local model returns log probabilities on non-streamed requests only",
+            );
             return stream::once(async move { Err(error) }).boxed();
         }
+        self.events(request, None)
+    }
+}
+
+impl LocalClient {
+    /// Checks and queues `request`; its events, and its log probabilities into `logprobs`.
+    fn events<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        logprobs: Option<oneshot::Sender<serde_json::Value>>,
+    ) -> BoxStream<'a, Result<StreamEvent, LlmError>> {
+        let decoding = match support::check(request, self.engine.tokenizer.vocab_size()) {
+            Ok(decoding) => decoding,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
         let (events, mut receiver) = mpsc::channel(EVENT_BUFFER);
         let job = Job {
             request: request.clone(),
             events,
+            decoding,
+            logprobs,
         };
         if let Err(error) = self.pool.submit(job) {
             return stream::once(async move { Err(error) }).boxed();
@@ -160,50 +196,6 @@ impl LlmClient for LocalClient {
     }
 }
 
-/// Refuses what the embedded model cannot do, naming the parameter.
-fn refuse_unsupported(request: &ChatRequest) -> Result<(), LlmError> {
-    let sampling = &request.sampling;
-    let refused = if !sampling.stop.is_empty() {
-        Some((
-            "stop",
-            "stop sequences are not supported by the local model yet",
-        ))
-    } else if sampling.presence_penalty.is_some() || sampling.frequency_penalty.is_some() {
-        Some((
-            if sampling.presence_penalty.is_some() {
-                "presence_penalty"
-            } else {
-                "frequency_penalty"
-            },
-            "the local model's sampler has no repetition penalties",
-        ))
-    } else if !sampling.logit_bias.is_empty() {
-        Some(("logit_bias", "the local model's sampler has no logit bias"))
-    } else if sampling.logprobs == Some(true) || sampling.top_logprobs.is_some() {
-        Some((
-            "logprobs",
-            "the local model does not return log probabilities",
-        ))
-    } else if request.response_format.is_some() {
-        Some((
-            "response_format",
-            "the local model cannot constrain its answer to JSON yet",
-        ))
-    } else if !request.tools.is_empty() || request.tool_choice.is_some() {
-        Some(("tools", "the local model cannot call tools"))
-    } else if request
-        .messages
-        .iter()
-        .any(|message| !message.images.is_empty())
-    {
-        Some(("messages", "the local model reads text only, not images"))
-    } else if request.user.is_some() {
-        Some(("user", "the local model has no end-user field"))
-    } else {
-        None
-    };
-    match refused {
-        Some((param, message)) => Err(LlmError::unsupported(PROVIDER, param, message)),
-        None => Ok(()),
-    }
+fn wants_logprobs(request: &ChatRequest) -> bool {
+    request.sampling.logprobs == Some(true) || request.sampling.top_logprobs.is_some()
 }

@@ -5,10 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 
-use super::generate::{Outcome, generate};
+use super::generate::{Outcome, Rules, generate};
 use super::model::ModelHeader;
 use super::prompt;
 use super::sampler::Sampler;
+use super::stop::StopFilter;
 use super::text_stream::TextStream;
 use super::tokenizer::{ChatTokenizer, render_turn};
 use super::{LocalClient, MODEL_NAME};
@@ -317,14 +318,20 @@ fn generation_stops_when_the_caller_is_gone() {
     let prompt = prompt::build(tokenizer(), &ask("Count to one hundred."), 4096, 64)
         .expect("prompt")
         .ids;
-    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids());
+    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
+    let mut rules = Rules {
+        max_new_tokens: 64,
+        stop: StopFilter::new(&[]),
+        json: None,
+        logprobs: None,
+    };
     let mut seen = 0;
     let outcome = generate(
         &mut model,
         &engine.tokenizer,
         &prompt,
-        64,
         &mut sampler,
+        &mut rules,
         &|| false,
         &mut |_| {
             seen += 1;
@@ -334,4 +341,362 @@ fn generation_stops_when_the_caller_is_gone() {
     .expect("generates");
     assert_eq!(outcome, Outcome::Cancelled);
     assert_eq!(seen, 3, "nothing is generated after the caller leaves");
+}
+
+#[test]
+fn every_tokens_bytes_decode_as_the_tokenizer_decodes_it() {
+    let tokenizer = tokenizer();
+    let table = tokenizer.token_bytes();
+    assert_eq!(table.len(), tokenizer.vocab_size());
+    let mut ordinary = 0;
+    for id in 0..table.len() as u32 {
+        let decoded = tokenizer.decode(&[id]).expect("decodes");
+        match table.get(id) {
+            Some(bytes) => {
+                ordinary += 1;
+                assert_eq!(String::from_utf8_lossy(bytes), decoded, "token {id}");
+            }
+            None => assert!(
+                tokenizer.stop_ids().contains(&id) || decoded.is_empty(),
+                "token {id} ({decoded:?}) has no bytes"
+            ),
+        }
+    }
+    assert!(ordinary > 40_000, "{ordinary} ordinary tokens");
+    for byte in [b'{', b'"', b'}', b' ', b'\n', b'7'] {
+        assert!(
+            (0..table.len() as u32).any(|id| table.get(id) == Some(&[byte][..])),
+            "a token for the single byte {byte}"
+        );
+    }
+}
+
+/// Streams `request`: (the deltas, the finish reason).
+async fn stream_all(request: &ChatRequest) -> (Vec<String>, FinishReason) {
+    let mut events = client().stream(request);
+    let mut deltas = Vec::new();
+    let mut finish = None;
+    while let Some(event) = events.next().await {
+        match event.expect("no error") {
+            StreamEvent::TextDelta(delta) => deltas.push(delta),
+            StreamEvent::Finish { reason, .. } => finish = Some(reason),
+            StreamEvent::Usage(_) | StreamEvent::ToolCall(_) => {}
+        }
+    }
+    (deltas, finish.expect("a finish event"))
+}
+
+#[tokio::test]
+async fn a_stop_sequence_ends_the_answer_before_it_and_is_never_streamed() {
+    let request = ask("Name three colors.");
+    let plain = client().chat(&request).await.expect("answers");
+    let words: Vec<&str> = plain.text.split_whitespace().collect();
+    assert!(words.len() >= 4, "a long enough answer: {:?}", plain.text);
+    // A whole word from the middle, then a piece spanning two words (so across tokens).
+    let word = words[words.len() / 2].to_owned();
+    let at = plain.text.find(&word).expect("the word") + word.len() - 1;
+    let spanning: String = plain.text[at..].chars().take(3).collect();
+    for stop in [word, spanning] {
+        let mut stopped = request.clone();
+        stopped.sampling.stop = vec![stop.clone(), "never appears here".to_owned()];
+        let expected = &plain.text[..plain.text.find(&stop).expect("in the answer")];
+        let answer = client().chat(&stopped).await.expect("answers");
+        assert_eq!(answer.text, expected, "stop {stop:?}");
+        assert_eq!(answer.finish_reason, FinishReason::Stop);
+        assert!(answer.usage.output_tokens < plain.usage.output_tokens);
+        let (deltas, finish) = stream_all(&stopped).await;
+        assert_eq!(deltas.concat(), expected, "stop {stop:?}");
+        assert_eq!(finish, FinishReason::Stop);
+    }
+}
+
+#[tokio::test]
+async fn a_strong_negative_logit_bias_changes_the_greedy_first_token() {
+    let request = ask("What is the capital of France?");
+    let plain = client().chat(&request).await.expect("answers");
+    let first = tokenizer().encode(&plain.text).expect("encodes")[0];
+    let mut biased = request.clone();
+    biased.sampling.logit_bias.insert(first.to_string(), -100.0);
+    let answer = client().chat(&biased).await.expect("answers");
+    assert_ne!(answer.text, plain.text);
+    let new_first = tokenizer().encode(&answer.text).expect("encodes")[0];
+    assert_ne!(new_first, first, "{:?} vs {:?}", answer.text, plain.text);
+}
+
+#[tokio::test]
+async fn json_object_answers_parse_as_a_json_object() {
+    let mut request = ask("Describe a cat as JSON with its name and age.");
+    request.sampling.max_tokens = Some(160);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonObject);
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_else(|error| {
+        panic!("{error}: {:?}", answer.text);
+    });
+    assert!(value.is_object(), "{value}");
+    let (deltas, finish) = stream_all(&request).await;
+    assert_eq!(deltas.concat(), answer.text);
+    assert_eq!(finish, FinishReason::Stop);
+}
+
+#[tokio::test]
+async fn json_schema_answers_follow_the_schema() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "age": {"type": "integer", "minimum": 0},
+            "color": {"type": "string", "enum": ["black", "white", "orange"]},
+            "toys": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+            "indoor": {"type": "boolean"}
+        },
+        "required": ["name", "age", "color", "toys", "indoor"],
+        "additionalProperties": false
+    });
+    let mut request = ask("Describe a cat as JSON.");
+    request.sampling.max_tokens = Some(200);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+        crate::llm::JsonSchemaFormat {
+            name: "cat".to_owned(),
+            schema,
+            strict: true,
+        },
+    ));
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text).unwrap_or_else(|error| {
+        panic!("{error}: {:?}", answer.text);
+    });
+    let object = value.as_object().expect("an object");
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["age", "color", "indoor", "name", "toys"], "{value}");
+    assert!(object["name"].is_string(), "{value}");
+    assert!(object["age"].as_u64().is_some(), "{value}");
+    assert!(
+        ["black", "white", "orange"].contains(&object["color"].as_str().unwrap_or_default()),
+        "{value}"
+    );
+    let toys = object["toys"].as_array().expect("toys");
+    assert!(
+        toys.len() <= 3 && toys.iter().all(serde_json::Value::is_string),
+        "{value}"
+    );
+    assert!(object["indoor"].is_boolean(), "{value}");
+}
+
+#[tokio::test]
+async fn a_json_answer_cut_by_max_tokens_finishes_with_length() {
+    let mut request = ask("Describe a cat as JSON with its name and age.");
+    request.sampling.max_tokens = Some(3);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonObject);
+    let answer = client().chat(&request).await.expect("answers");
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Length,
+        "{:?}",
+        answer.text
+    );
+    assert!(
+        answer.text.trim_start().starts_with('{'),
+        "{:?}",
+        answer.text
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(&answer.text).is_err());
+}
+
+#[tokio::test]
+async fn what_the_local_model_cannot_do_is_refused_by_parameter_name() {
+    let unsupported_schema = {
+        let mut request = ask("Hi");
+        request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+            crate::llm::JsonSchemaFormat {
+                name: "x".to_owned(),
+                schema: serde_json::json!({
+                    "type": "object",
+                    "properties": {"code": {"type": "string", "pattern": "^[A-Z]+$"}}
+                }),
+                strict: false,
+            },
+        ));
+        request
+    };
+    let bad_bias = {
+        let mut request = ask("Hi");
+        request.sampling.logit_bias.insert("999999".to_owned(), 1.0);
+        request
+    };
+    let user = ChatRequest {
+        user: Some("someone".to_owned()),
+        ..ask("Hi")
+    };
+    for (request, param, says) in [
+        (unsupported_schema, "response_format", "`pattern`"),
+        (
+            bad_bias,
+            "logit_bias",
+            "999999\" is not a token id of the local model (0 to 49151)",
+        ),
+        (user, "user", "end-user"),
+    ] {
+        match client().chat(&request).await {
+            Err(LlmError::Unsupported {
+                provider,
+                param: named,
+                message,
+            }) => {
+                assert_eq!((provider, named), ("local", param));
+                assert!(message.contains(says), "{message}");
+            }
+            other => panic!("expected {param} refused, got {other:?}"),
+        }
+    }
+}
+
+/// A type as an application would ask for it, its schema derived by schemars.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[allow(dead_code)]
+struct Pet {
+    name: String,
+    age: u32,
+    kind: PetKind,
+    nickname: Option<String>,
+    /// Bounded: this small model, free to, lists toys until `max_tokens`.
+    toys: [String; 2],
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum PetKind {
+    /// Documented variants make schemars write a `oneOf` of `const`s.
+    Cat,
+    /// A dog.
+    Dog,
+}
+
+#[tokio::test]
+async fn chat_structured_gets_a_typed_answer_from_the_local_model() {
+    let mut request = ask("Describe a pet as JSON.");
+    request.sampling.max_tokens = Some(200);
+    let (pet, response) = crate::llm::chat_structured::<Pet>(client(), &request, "pet")
+        .await
+        .unwrap_or_else(|error| panic!("a typed answer: {error:?}"));
+    assert_eq!(
+        response.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        response.text
+    );
+    let schema = crate::llm::schema_of::<Pet>().to_string();
+    assert!(schema.contains("oneOf"), "{schema}");
+    assert!(pet.toys.iter().all(|toy| !toy.contains('"')), "{pet:?}");
+}
+
+#[tokio::test]
+async fn json_under_temperature_sampling_still_follows_the_schema() {
+    let mut request = ask("Give a JSON object with a dog's name only.");
+    request.sampling.max_tokens = Some(160);
+    request.sampling.temperature = Some(0.7);
+    request.sampling.seed = Some(11);
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}},
+        "required": ["name"],
+        "additionalProperties": false
+    });
+    request.response_format = Some(crate::llm::ResponseFormat::JsonSchema(
+        crate::llm::JsonSchemaFormat {
+            name: "dog".to_owned(),
+            schema: schema.clone(),
+            strict: true,
+        },
+    ));
+    let answer = client().chat(&request).await.expect("answers");
+    // Whatever the draws, the text is such an object or (cut by max_tokens) the start of one.
+    let valid = super::json_grammar::JsonPrefix::new(std::sync::Arc::new(
+        super::json_schema::Shapes::compile(&schema).expect("compiles"),
+    ));
+    assert!(valid.accepts(answer.text.as_bytes()), "{:?}", answer.text);
+    assert_eq!(
+        answer.finish_reason,
+        FinishReason::Stop,
+        "{:?}",
+        answer.text
+    );
+    let value: serde_json::Value = serde_json::from_str(&answer.text)
+        .unwrap_or_else(|error| panic!("{error}: {:?}", answer.text));
+    assert!(value["name"].is_string(), "{value}");
+}
+
+#[tokio::test]
+async fn a_frequency_penalty_changes_a_repetitive_greedy_answer() {
+    let request = ask("Repeat the word cat ten times.");
+    let plain = client().chat(&request).await.expect("answers");
+    let mut penalized = request.clone();
+    penalized.sampling.frequency_penalty = Some(2.0);
+    penalized.sampling.presence_penalty = Some(1.0);
+    let answer = client().chat(&penalized).await.expect("answers");
+    let cats = |text: &str| text.to_lowercase().matches("cat").count();
+    assert!(
+        cats(&answer.text) < cats(&plain.text),
+        "{:?} vs {:?}",
+        answer.text,
+        plain.text
+    );
+}
+
+#[tokio::test]
+async fn non_streamed_answers_carry_openai_shaped_log_probabilities() {
+    let mut request = ask("What is the capital of France?");
+    request.sampling.logprobs = Some(true);
+    request.sampling.top_logprobs = Some(3);
+    let answer = client().chat(&request).await.expect("answers");
+    let plain = client()
+        .chat(&ask("What is the capital of France?"))
+        .await
+        .expect("answers");
+    assert_eq!(
+        answer.text, plain.text,
+        "asking for logprobs changes nothing else"
+    );
+    let logprobs = answer.logprobs.expect("logprobs");
+    let content = logprobs["content"].as_array().expect("content");
+    assert_eq!(content.len() as u64, answer.usage.output_tokens);
+    let mut bytes = Vec::new();
+    for entry in content {
+        let logprob = entry["logprob"].as_f64().expect("logprob");
+        assert!(logprob <= 0.0, "{entry}");
+        bytes.extend(
+            entry["bytes"]
+                .as_array()
+                .expect("bytes")
+                .iter()
+                .map(|byte| byte.as_u64().expect("a byte") as u8),
+        );
+        let top = entry["top_logprobs"].as_array().expect("top_logprobs");
+        assert_eq!(top.len(), 3, "{entry}");
+        let tops: Vec<f64> = top
+            .iter()
+            .map(|t| t["logprob"].as_f64().expect("logprob"))
+            .collect();
+        assert!(tops.windows(2).all(|pair| pair[0] >= pair[1]), "{entry}");
+        // Greedy: the chosen token is the most likely one.
+        assert_eq!(top[0]["token"], entry["token"], "{entry}");
+        assert!((tops[0] - logprob).abs() < 1e-6, "{entry}");
+    }
+    assert_eq!(String::from_utf8(bytes).expect("utf-8"), answer.text);
+    match client().stream(&request).into_future().await.0 {
+        Some(Err(LlmError::Unsupported { param, .. })) => assert_eq!(param, "logprobs"),
+        other => panic!("streamed logprobs must be refused, got {other:?}"),
+    }
 }

@@ -1,5 +1,7 @@
 //! The model's tokenizer, built from the GGUF metadata, and its ChatML chat format.
 
+use std::sync::OnceLock;
+
 use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use tokenizers::Tokenizer;
@@ -8,6 +10,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 
+use super::token_bytes::TokenBytes;
 use crate::llm::Role;
 
 /// ChatML's turn opener.
@@ -37,6 +40,7 @@ pub(crate) struct ChatTokenizer {
     im_start: u32,
     im_end: u32,
     newline: Vec<u32>,
+    token_bytes: OnceLock<TokenBytes>,
 }
 
 impl ChatTokenizer {
@@ -81,6 +85,7 @@ impl ChatTokenizer {
             im_start,
             im_end,
             newline: Vec::new(),
+            token_bytes: OnceLock::new(),
         };
         tokenizer.newline = tokenizer.encode("\n")?;
         Ok(tokenizer)
@@ -92,6 +97,17 @@ impl ChatTokenizer {
         let mut ids = vec![self.im_end];
         ids.extend(self.markup.token_to_id("<|endoftext|>"));
         ids
+    }
+
+    /// The bytes of every token, read from the vocabulary on first use.
+    pub(crate) fn token_bytes(&self) -> &TokenBytes {
+        self.token_bytes
+            .get_or_init(|| TokenBytes::new(&self.markup))
+    }
+
+    /// How many token ids the vocabulary has (special tokens included).
+    pub(crate) fn vocab_size(&self) -> usize {
+        self.markup.get_vocab_size(true)
     }
 
     /// Encodes plain text; special-token strings inside it stay plain text.
