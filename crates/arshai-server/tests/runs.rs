@@ -349,3 +349,41 @@ async fn events_stream_from_an_instance_that_does_not_execute_the_run() -> anyho
     assert_eq!(resumed_kinds, kinds[1..].to_vec());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_run_is_queued_and_executed_by_a_worker() -> anyhow::Result<()> {
+    let redis = RedisServer::start().await?;
+    let upstream = FakeUpstream::start().await?;
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/examples/support-desk.toml"
+    );
+    let fleet = Fleet::new(redis.url(), upstream.base_url());
+    let api = fleet.serve_config(0, config).await?;
+    let _worker = fleet.serve_config(1, config).await?;
+    let body = json!({"workflow": "support-desk", "input": "I was charged twice", "conversation_id": "desk-1"});
+    let (status, queued) = api.post("/v1/runs", &body, None).await?;
+    assert_eq!(status, 202, "{queued}");
+    let run_id = queued["run_id"].as_str().context("run_id")?.to_owned();
+    let run = api
+        .wait_run(
+            &run_id,
+            None,
+            Duration::from_secs(30),
+            status_is("succeeded"),
+        )
+        .await?;
+    assert_eq!(run["workflow"], "support-desk", "{run}");
+    let steps = run["output"]["steps"].as_array().context("steps")?;
+    assert!(steps.len() >= 2, "triage then a desk: {run}");
+    assert_eq!(steps[0]["node"], "triage");
+    assert!(steps.iter().all(|step| step["status"] == "ok"), "{run}");
+    // The fake upstream echoes: the desk's answer carries the customer's words.
+    assert!(
+        run["output"]["output"]
+            .to_string()
+            .contains("charged twice"),
+        "{run}"
+    );
+    Ok(())
+}

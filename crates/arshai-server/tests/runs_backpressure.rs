@@ -218,7 +218,11 @@ async fn bad_submissions_name_the_parameter() -> anyhow::Result<()> {
         .serve(0)
         .await?;
     let cases = [
-        (json!({"workflow": "triage", "input": "x"}), 400, "workflow"),
+        (
+            json!({"agent": "assistant", "workflow": "triage", "input": "x"}),
+            400,
+            "workflow",
+        ),
         (json!({"input": "x"}), 400, "agent"),
         (json!({"agent": "assistant"}), 400, "input"),
         (json!({"agent": "assistant", "input": "  "}), 400, "input"),
@@ -246,6 +250,17 @@ async fn bad_submissions_name_the_parameter() -> anyhow::Result<()> {
     assert_eq!(
         (status, answer["error"]["type"].as_str()),
         (404, Some("unknown_agent"))
+    );
+    let (status, answer) = api
+        .post(
+            "/v1/runs",
+            &json!({"workflow": "nothing", "input": "x"}),
+            None,
+        )
+        .await?;
+    assert_eq!(
+        (status, answer["error"]["type"].as_str()),
+        (404, Some("unknown_workflow"))
     );
     let (status, answer) = api.get("/v1/runs/run_missing", None).await?;
     assert_eq!(

@@ -68,7 +68,7 @@ async fn a_run_reexecuted_after_its_turn_was_committed_does_not_repeat_it() -> a
         .context("conversation")?
         .to_owned();
 
-    let executor = TargetExecutor::new(Arc::clone(&state.agents));
+    let executor = TargetExecutor::new(Arc::clone(&state.agents), Arc::clone(&state.workflows));
     let doomed = Worker::new(
         Arc::clone(&runs),
         Arc::new(CommitThenHang(executor.clone())),
@@ -218,7 +218,7 @@ async fn a_run_that_keeps_killing_its_worker_is_dead_lettered() -> anyhow::Resul
         task.abort();
         let _ = task.await;
     }
-    let executor = TargetExecutor::new(Arc::clone(&state.agents));
+    let executor = TargetExecutor::new(Arc::clone(&state.agents), Arc::clone(&state.workflows));
     let last = Worker::new(
         Arc::clone(&runs),
         Arc::new(executor),

@@ -7,8 +7,8 @@ pub mod health;
 pub mod messages;
 pub mod metrics;
 pub mod models;
-pub mod runs;
 pub mod responses;
+pub mod runs;
 pub mod usage;
 pub mod workflows;
 

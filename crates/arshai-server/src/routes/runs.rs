@@ -10,8 +10,8 @@
 //! - `GET /v1/runs?status=&limit=&after=` — the tenant's runs, newest first, paged.
 //!
 //! Runs are the caller's tenant's: another tenant's run is not found. A submission counts
-//! against the caller's rate limits and budgets like a turn (at its input's estimate). A `"workflow"` target
-//! is refused with 400 until workflows are wired in.
+//! against the caller's rate limits and budgets like a turn (at its input's estimate). A
+//! run names an `agent` (one turn) or a `workflow` (one run of it, its input a JSON string).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -96,19 +96,32 @@ fn read_submission(
         )
         .into());
     }
-    if body.contains_key("workflow") {
-        return Err(RunError::bad(
-            "workflow",
-            "workflow runs are not available on this server yet; submit an `agent` run",
-        )
-        .into());
-    }
-    let agent = optional_string(body, "agent")?
-        .filter(|name| !name.is_empty())
-        .ok_or_else(|| RunError::bad("agent", "`agent` (the agent's name) is required"))?;
-    if state.agents.get(&agent).is_none() {
-        return Err(ApiError::UnknownAgent(agent));
-    }
+    let agent = optional_string(body, "agent")?.filter(|name| !name.is_empty());
+    let workflow = optional_string(body, "workflow")?.filter(|name| !name.is_empty());
+    let target = match (agent, workflow) {
+        (Some(_), Some(_)) => {
+            return Err(RunError::bad(
+                "workflow",
+                "name either an `agent` or a `workflow`, not both",
+            )
+            .into());
+        }
+        (None, None) => {
+            return Err(RunError::bad(
+                "agent",
+                "`agent` (an agent's name) or `workflow` (a workflow's name) is required",
+            )
+            .into());
+        }
+        (Some(agent), None) if state.agents.get(&agent).is_none() => {
+            return Err(ApiError::UnknownAgent(agent));
+        }
+        (None, Some(workflow)) if state.workflows.get(&workflow).is_none() => {
+            return Err(ApiError::UnknownWorkflow(workflow));
+        }
+        (Some(name), None) => RunTarget::Agent { name },
+        (None, Some(name)) => RunTarget::Workflow { name },
+    };
     let input = optional_string(body, "input")?
         .filter(|input| !input.trim().is_empty())
         .ok_or_else(|| {
@@ -151,7 +164,7 @@ fn read_submission(
         (None, header) => header,
     };
     Ok(Submission {
-        target: RunTarget::Agent { name: agent },
+        target,
         input,
         conversation_id,
         webhook,
@@ -185,10 +198,11 @@ pub async fn submit(
     let runs = queue(&state)?;
     let JsonBody(body) = body?;
     let submission = read_submission(&state, &body, idempotency.0)?;
-    let RunTarget::Agent { name } = &submission.target;
+    let name = submission.target.name();
     if !caller.may_use(name) {
         return Err(ApiError::Forbidden(format!(
-            "this key may not use the agent {name:?}"
+            "this key may not use the {} {name:?}",
+            submission.target.kind()
         )));
     }
     let id = format!("run_{}", uuid::Uuid::new_v4().simple());

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arshai::agent::{AgentEvent, AgentInput, AgentRegistry, ConversationRef, Delivery};
 use arshai::llm::Message;
 use arshai::memory::ConversationId;
+use arshai::workflow::{RunOptions, Step, WorkflowEvent, WorkflowRegistry};
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use futures::StreamExt;
@@ -75,12 +76,72 @@ pub trait RunExecutor: Send + Sync {
 #[derive(Clone)]
 pub struct TargetExecutor {
     agents: Arc<AgentRegistry>,
+    workflows: Arc<WorkflowRegistry>,
 }
 
 impl TargetExecutor {
-    /// Executes targets with `agents`.
-    pub fn new(agents: Arc<AgentRegistry>) -> Self {
-        Self { agents }
+    /// Executes targets with `agents` and `workflows`.
+    pub fn new(agents: Arc<AgentRegistry>, workflows: Arc<WorkflowRegistry>) -> Self {
+        Self { agents, workflows }
+    }
+
+    /// One run of workflow `name` over the run's input, on the run's conversation; each
+    /// node's end is appended to the run's events. A workflow is executed again from its
+    /// start when its worker died (its agent nodes' turns are not keyed by the run).
+    async fn workflow_run(
+        &self,
+        name: &str,
+        run: &RunRecord,
+        runs: &Runs,
+    ) -> Result<Value, RunFailure> {
+        let workflow = self
+            .workflows
+            .get(name)
+            .cloned()
+            .ok_or_else(|| RunFailure::from(ApiError::UnknownWorkflow(name.to_owned())))?;
+        let conversation = run
+            .conversation_id
+            .as_ref()
+            .map(|id| {
+                ConversationId::parse(id.clone())
+                    .map_err(|error| RunFailure::new("invalid_request", error.to_string()))
+            })
+            .transpose()?;
+        let options = RunOptions {
+            run_id: run.id.clone(),
+            tenant: run.tenant.clone(),
+            conversation,
+            request_id: Some(run.id.clone()),
+            delivery: Delivery::Whole,
+            ..RunOptions::default()
+        };
+        let mut events = workflow.run(Value::String(run.input.clone()), options);
+        while let Some(event) = events.next().await {
+            let event =
+                event.map_err(|error| RunFailure::from(ApiError::Workflow(Box::new(error))))?;
+            let (kind, data) = match event {
+                WorkflowEvent::Done(output) => {
+                    let steps: Vec<Value> = output.steps.iter().map(step_json).collect();
+                    return Ok(json!({
+                        "conversation_id": run.conversation_id,
+                        "output": output.output,
+                        "state": output.state,
+                        "steps": steps,
+                        "usage": output.usage,
+                    }));
+                }
+                WorkflowEvent::NodeStarted { node } => ("node_started", json!({"node": node})),
+                WorkflowEvent::NodeFinished(step) => ("node_finished", step_json(&step)),
+                // Whole delivery: agent nodes' events are not forwarded one by one.
+                WorkflowEvent::Agent { .. } => continue,
+            };
+            if let Err(error) = runs.append_event(&run.id, kind, &data).await {
+                tracing::debug!(%error, run = %run.id, "cannot append a run event");
+            }
+        }
+        Err(RunFailure::from(ApiError::Agent(
+            arshai::AgentError::Incomplete,
+        )))
     }
 
     /// One turn of agent `name` on the run's conversation, keyed by the run id: a second
@@ -149,6 +210,16 @@ impl TargetExecutor {
     }
 }
 
+/// A workflow step as the run's events and output show it.
+fn step_json(step: &Step) -> Value {
+    json!({
+        "node": step.node,
+        "status": step.status.as_str(),
+        "duration_ms": step.duration.as_secs_f64() * 1000.0,
+        "error": step.error,
+    })
+}
+
 #[async_trait]
 impl RunExecutor for TargetExecutor {
     async fn execute(
@@ -159,6 +230,7 @@ impl RunExecutor for TargetExecutor {
     ) -> Result<Value, RunFailure> {
         match &run.target {
             RunTarget::Agent { name } => self.agent_turn(name, run, runs).await,
+            RunTarget::Workflow { name } => self.workflow_run(name, run, runs).await,
         }
     }
 }

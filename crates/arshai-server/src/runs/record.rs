@@ -67,6 +67,28 @@ pub enum RunTarget {
         /// The agent's name.
         name: String,
     },
+    /// One run of the named workflow (its input is the run's input, as a JSON string).
+    Workflow {
+        /// The workflow's name.
+        name: String,
+    },
+}
+
+impl RunTarget {
+    /// The agent's or workflow's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Agent { name } | Self::Workflow { name } => name,
+        }
+    }
+
+    /// `agent` or `workflow`: the field of the submission that named it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Agent { .. } => "agent",
+            Self::Workflow { .. } => "workflow",
+        }
+    }
 }
 
 /// A run as stored.
@@ -186,7 +208,7 @@ impl RunRecord {
 
     /// The run as the API shows it (`GET /v1/runs/{id}`, webhooks).
     pub fn view(&self) -> Value {
-        let RunTarget::Agent { name } = &self.target;
+        let name = self.target.name();
         let seconds = |from: Option<u64>, to: Option<u64>| match (from, to) {
             (Some(from), Some(to)) => json!(to.saturating_sub(from) as f64 / 1000.0),
             _ => Value::Null,
@@ -194,7 +216,7 @@ impl RunRecord {
         json!({
             "run_id": self.id,
             "status": self.status.as_str(),
-            "agent": name,
+            self.target.kind(): name,
             "target": self.target,
             "input": self.input,
             "conversation_id": self.conversation_id,

@@ -405,7 +405,10 @@ impl WorkerHandle {
         if concurrency == 0 {
             return None;
         }
-        let executor = Arc::new(super::TargetExecutor::new(Arc::clone(&state.agents)));
+        let executor = Arc::new(super::TargetExecutor::new(
+            Arc::clone(&state.agents),
+            Arc::clone(&state.workflows),
+        ));
         let worker = Worker::new(
             Arc::clone(runs),
             executor,

@@ -58,6 +58,15 @@ impl Fleet {
         .await
     }
 
+    /// `arshai serve --config <config>` with `workers` run slots.
+    pub async fn serve_config(&self, workers: usize, config: &str) -> anyhow::Result<Instance> {
+        self.spawn(
+            &["serve", "--config", config],
+            &[("ARSHAI_RUNS__WORKERS", &workers.to_string())],
+        )
+        .await
+    }
+
     /// `arshai worker --concurrency n`, with its health listener.
     pub async fn worker(&self, concurrency: usize) -> anyhow::Result<Instance> {
         self.spawn(&["worker", "--concurrency", &concurrency.to_string()], &[])
