@@ -13,6 +13,7 @@ pub mod context;
 pub mod guard;
 mod held_body;
 pub mod limits;
+mod model_agent;
 pub mod sse;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use axum::response::Response;
 use futures::StreamExt;
 
 pub use context::TurnContext;
+pub use model_agent::model_agent;
 
 use crate::{ApiError, AppState};
 

@@ -33,6 +33,14 @@ pub enum Delivery {
     Whole,
 }
 
+impl Delivery {
+    /// [`Delivery::Streamed`] when the caller asked for a stream, [`Delivery::Whole`]
+    /// otherwise.
+    pub fn streamed_if(stream: bool) -> Self {
+        if stream { Self::Streamed } else { Self::Whole }
+    }
+}
+
 /// One turn's input: the one type every agent and every route uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentInput {

@@ -50,20 +50,7 @@ pub async fn create(
     body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let JsonBody(request) = body?;
-    let agent = state
-        .agents
-        .get(&request.model)
-        .cloned()
-        .ok_or_else(|| ApiError::UnknownAgent(request.model.clone()))?;
-    if !context.caller.may_use(&request.model) {
-        return Err(OpenAiError::with_param(
-            ApiError::Forbidden(format!(
-                "this API key may not use the agent {:?}",
-                request.model
-            )),
-            "model",
-        ));
-    }
+    let agent = turn::model_agent(&state, &context.caller, &request.model)?;
     let conversation_id = conversation_header(&headers)?;
     let mut input = request.to_input(tenant.0, conversation_id.clone(), request_id.0)?;
     // Stateless turns record nothing, so only a conversation's turn needs the key.

@@ -357,11 +357,7 @@ impl ChatCompletionRequest {
                 top_logprobs: self.top_logprobs,
             },
             request_id: Some(request_id),
-            delivery: if self.streams() {
-                Delivery::Streamed
-            } else {
-                Delivery::Whole
-            },
+            delivery: Delivery::streamed_if(self.streams()),
             response_format: self.response_format()?,
             client_tools: self.client_tools()?,
             tool_choice: self.tool_choice()?,

@@ -48,20 +48,7 @@ pub async fn create(
     body: Result<JsonBody<ResponsesRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let JsonBody(request) = body?;
-    let agent = state
-        .agents
-        .get(&request.model)
-        .cloned()
-        .ok_or_else(|| ApiError::UnknownAgent(request.model.clone()))?;
-    if !context.caller.may_use(&request.model) {
-        return Err(OpenAiError::with_param(
-            ApiError::Forbidden(format!(
-                "this API key may not use the agent {:?}",
-                request.model
-            )),
-            "model",
-        ));
-    }
+    let agent = turn::model_agent(&state, &context.caller, &request.model)?;
     let stores = request.stores();
     let (conversation, history) = match &request.previous_response_id {
         Some(previous) => {

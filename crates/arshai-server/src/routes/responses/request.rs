@@ -159,11 +159,7 @@ impl ResponsesRequest {
                 ..Sampling::default()
             },
             request_id: Some(request_id),
-            delivery: if self.streams() {
-                Delivery::Streamed
-            } else {
-                Delivery::Whole
-            },
+            delivery: Delivery::streamed_if(self.streams()),
             response_format: self.response_format()?,
             client_tools: self.client_tools()?,
             tool_choice: self.tool_choice()?,
