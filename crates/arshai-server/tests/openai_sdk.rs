@@ -156,3 +156,54 @@ async fn the_openai_python_sdk_works_unchanged() {
     // stop reached the upstream as sent.
     assert_eq!(requests[10].body["stop"], json!(["END", "STOP"]));
 }
+
+#[tokio::test]
+async fn langchain_chat_openai_binds_tools_and_returns_structured_output() {
+    let Some(python) = python() else { return };
+    let server = TestServer::start().await;
+    let upstream = &server.upstream;
+    for reply in [
+        Reply::tool_call("get_weather", r#"{"city":"Oslo"}"#),
+        Reply::text("Sunny in Oslo."),
+        Reply::text(r#"{"city": "Oslo", "temperature_c": 21}"#),
+        Reply::tool_call("Weather", r#"{"city":"Bergen","temperature_c":12}"#),
+    ] {
+        upstream.push(reply);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/langchain_sdk.py");
+    let stdout = run(&python, script, &server, &[]).await;
+    assert!(stdout.contains("works unchanged"), "{stdout}");
+
+    let requests = upstream.requests();
+    assert_eq!(requests.len(), 4, "every scripted reply was asked for");
+    // bind_tools: the tool's schema went up; its result came back under the call's id.
+    let tool = &requests[0].body["tools"][0]["function"];
+    assert_eq!(tool["name"], "get_weather", "{tool}");
+    assert_eq!(tool["parameters"]["properties"]["city"]["type"], "string");
+    let result = last_message(&requests[1].body);
+    assert_eq!(result["role"], "tool", "{result}");
+    assert_eq!(result["content"], "sunny, 21C", "{result}");
+    let call_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("tool call id: "))
+        .expect("the script printed the call's id");
+    assert_eq!(result["tool_call_id"], call_id, "{result}");
+    // The default structured output: a json_schema response format named after the model.
+    let format = &requests[2].body["response_format"];
+    assert_eq!(format["type"], "json_schema", "{format}");
+    assert_eq!(format["json_schema"]["name"], "Weather", "{format}");
+    assert_eq!(
+        format["json_schema"]["schema"]["properties"]["temperature_c"]["type"], "integer",
+        "{format}"
+    );
+    // Function calling: the model as the one tool, forced.
+    let forced = &requests[3].body;
+    assert_eq!(
+        forced["tools"][0]["function"]["name"], "Weather",
+        "{forced}"
+    );
+    assert_eq!(
+        forced["tool_choice"]["function"]["name"], "Weather",
+        "{forced}"
+    );
+}
