@@ -9,6 +9,7 @@ and `hang` (never answers).
 
 import os
 import sys
+import threading
 import time
 
 from mcp.server.mcpserver import MCPServer
@@ -44,7 +45,21 @@ def hang() -> str:
     return "late"
 
 
+def exit_with_parent() -> None:
+    """Ends this process once its parent is gone: a test process that exits does not drop
+    its agents, so a server blocked in `hang` would otherwise outlive it, orphaned."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 if __name__ == "__main__":
+    exit_with_parent()
     if sys.argv[1:] == ["stdio"]:
         server.run()
     elif len(sys.argv) == 3 and sys.argv[1] == "http":

@@ -163,7 +163,6 @@ impl McpServer {
                 if let Some(cwd) = &settings.cwd {
                     cmd.current_dir(cwd);
                 }
-                die_with_parent(cmd);
             });
             let (transport, _) = TokioChildProcess::builder(child)
                 .stderr(std::process::Stdio::inherit())
@@ -278,22 +277,3 @@ impl Tool for McpTool {
     }
 }
 
-/// Makes the MCP server child die with us: without it, a server killed with `kill -9` (or a
-/// test process that exits without dropping its agents) leaves its MCP servers running,
-/// orphaned, and one in the middle of a slow call does not notice its closed stdin.
-#[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut tokio::process::Command) {
-    // SAFETY: the closure runs in the child between fork and exec; it only calls prctl,
-    // which is async-signal-safe and touches no memory shared with the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut tokio::process::Command) {}
