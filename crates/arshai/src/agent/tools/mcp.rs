@@ -276,4 +276,3 @@ impl Tool for McpTool {
         self.server.call(&self.definition.name, arguments).await
     }
 }
-
