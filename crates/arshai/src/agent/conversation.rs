@@ -60,7 +60,7 @@ pub struct ConversationAgentConfig {
 /// #     async fn chat(&self, _: &ChatRequest) -> Result<ChatResponse, LlmError> {
 /// #         Ok(ChatResponse { text: "Hello, Ada.".into(), tool_calls: vec![],
 /// #             usage: Usage::default(), model: "m".into(), finish_reason: FinishReason::Stop,
-/// #             request_id: None })
+/// #             request_id: None, logprobs: None })
 /// #     }
 /// # }
 /// # let llm: Arc<dyn LlmClient> = Arc::new(Hello);
