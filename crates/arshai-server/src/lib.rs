@@ -24,6 +24,9 @@
 //! other `/v1` route sits behind [`auth`]; every request gets a [`request_id`] and one log
 //! line. Every rejection is a JSON error ([`error`], [`extract`]). [`serve`] runs the accept loop ([`server`]) and the drain sequence
 //! ([`shutdown`]).
+// The turn routes' futures nest deeply (auth, admission, limits, cache, the agent, the
+// provider, the Redis link); rustc's default query depth of 128 is too shallow for them.
+#![recursion_limit = "256"]
 
 pub mod admission;
 pub mod auth;
@@ -61,6 +64,9 @@ use tokio::time::Instant;
 pub use builder::{ServeError, Server, ServerBuilder};
 pub use error::ApiError;
 pub use state::AppState;
+
+/// How long an exiting instance waits for its queued limit settles.
+const SETTLE_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 /// The whole HTTP surface.
 pub fn app(state: AppState) -> Router {
@@ -167,6 +173,10 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("closing the connections still open at the shutdown deadline");
+    }
+    // The last turns' limit settles are queued: apply them before the process exits.
+    if !state.limits.flush(SETTLE_FLUSH_LIMIT).await {
+        tracing::warn!("limit settles still queued at exit; their reservations will expire");
     }
     Ok(())
 }

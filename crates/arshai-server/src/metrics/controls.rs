@@ -100,6 +100,11 @@ pub fn encode_controls(cache: &CacheCounters, limits: &LimitCounters) -> String 
             "Tokens charged to budgets by settled turns",
             limits.tokens_settled,
         ),
+        (
+            "arshai_limits_settles_dropped_total",
+            "Turn settles dropped because the settlement queue was full",
+            limits.settles_dropped,
+        ),
     ];
     let mut text = String::with_capacity(4096);
     for (name, help, value) in counters {

@@ -9,11 +9,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use arshai::agent::AgentInput;
+use arshai::limits::FleetRedis;
 use arshai::limits::{
-    BudgetReservation, BudgetStatus, Budgets, FleetRedis, LimitError, LimitStats, LimitsBackend,
-    LimitsSettings, Quota, RateLimiter, TokenReservation,
+    BudgetReservation, BudgetStatus, GateRefusal, LimitError, LimitGate, LimitStats, LimitsBackend,
+    LimitsSettings, Quota, RateDecision, TokenReservation,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
@@ -22,20 +24,10 @@ use crate::ApiError;
 use crate::auth::Caller;
 
 /// The limits every turn of this process goes through.
+#[derive(Debug)]
 pub struct TurnLimits {
     settings: LimitsSettings,
-    limiter: RateLimiter,
-    budgets: Budgets,
-    stats: Arc<LimitStats>,
-}
-
-impl std::fmt::Debug for TurnLimits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TurnLimits")
-            .field("limiter", &self.limiter)
-            .field("budgets", &self.budgets)
-            .finish()
-    }
+    gate: LimitGate,
 }
 
 /// The quotas a check left, for the `x-ratelimit-*` headers.
@@ -89,55 +81,46 @@ pub struct Admitted {
 }
 
 impl TurnLimits {
-    /// The limits of `settings`, in this process or (`backend = "redis"`) in `redis`.
+    /// The limits of `settings`, in this process or (`backend = "redis"`) in `redis`. Call
+    /// it inside the runtime (settles are applied by a task of their own).
     pub fn new(settings: &LimitsSettings, redis: Option<&FleetRedis>) -> Self {
         let stats = Arc::new(LimitStats::default());
-        let (limiter, budgets) = match (settings.backend, redis) {
-            (LimitsBackend::Redis, Some(redis)) => (
-                RateLimiter::redis(redis, settings, Arc::clone(&stats)),
-                Budgets::redis(redis, settings, Arc::clone(&stats)),
-            ),
-            _ => (
-                RateLimiter::in_process(settings, Arc::clone(&stats)),
-                Budgets::in_process(settings, Arc::clone(&stats)),
-            ),
+        let gate = match (settings.backend, redis) {
+            (LimitsBackend::Redis, Some(redis)) => LimitGate::redis(redis, settings, stats),
+            _ => LimitGate::in_process(settings, stats),
         };
         Self {
             settings: settings.clone(),
-            limiter,
-            budgets,
-            stats,
+            gate,
         }
     }
 
     /// The counters of the checks, for the metrics.
     pub fn stats(&self) -> &Arc<LimitStats> {
-        &self.stats
+        self.gate.stats()
+    }
+
+    /// Waits until every queued settle is applied, at most `within` (drain).
+    pub async fn flush(&self, within: Duration) -> bool {
+        self.gate.flush(within).await
     }
 
     /// Checks `caller`'s rate limits, then reserves its budgets, for a turn estimated at
-    /// `estimate` tokens.
+    /// `estimate` tokens (one step; one Redis script when both are in Redis).
     pub async fn admit(
         self: &Arc<Self>,
         caller: &Caller,
         estimate: u64,
     ) -> Result<Admitted, Refused> {
         let subject = caller.subject(&self.settings);
-        let decision = match self.limiter.check(&subject, estimate).await {
-            Ok(decision) => decision,
-            Err(error) => {
-                return Err(Refused {
-                    error: unavailable(error),
-                    quotas: Quotas::default(),
-                });
-            }
-        };
-        let quotas = Quotas {
-            requests: decision.requests,
-            tokens: decision.tokens,
-        };
-        if !decision.allowed {
-            return Err(Refused {
+        match self.gate.admit(&subject, estimate).await {
+            Ok(admission) => Ok(Admitted {
+                limits: Arc::clone(self),
+                quotas: quotas_of(&admission.decision),
+                rate: admission.decision.reservation,
+                budget: Some(admission.budget),
+            }),
+            Err(GateRefusal::Rate(decision)) => Err(Refused {
                 error: ApiError::RateLimited {
                     retry_after: decision.retry_after.unwrap_or_default(),
                     limit: match decision.refused_by {
@@ -146,63 +129,42 @@ impl TurnLimits {
                         _ => "requests per minute",
                     },
                 },
-                quotas,
-            });
+                quotas: quotas_of(&decision),
+            }),
+            Err(GateRefusal::Budget { decision, error }) => Err(Refused {
+                error: unavailable(error),
+                quotas: quotas_of(&decision),
+            }),
+            Err(GateRefusal::Unavailable(error)) => Err(Refused {
+                error: unavailable(error),
+                quotas: Quotas::default(),
+            }),
         }
-        let budget = match self.budgets.reserve(&subject, estimate).await {
-            Ok(budget) => budget,
-            Err(error) => {
-                if let Some(reservation) = decision.reservation {
-                    // The request counts; its tokens come back.
-                    self.settle_later(Some(reservation), None, 0);
-                }
-                let error = match error {
-                    LimitError::BudgetExceeded(refusal) => ApiError::BudgetExceeded(refusal),
-                    other => unavailable(other),
-                };
-                return Err(Refused { error, quotas });
-            }
-        };
-        Ok(Admitted {
-            limits: Arc::clone(self),
-            quotas,
-            rate: decision.reservation,
-            budget: Some(budget),
-        })
     }
 
     /// Every budget of `caller` this period (`GET /v1/usage`).
     pub async fn usage(&self, caller: &Caller) -> Result<Vec<BudgetStatus>, ApiError> {
-        self.budgets
+        self.gate
             .usage(&caller.subject(&self.settings))
             .await
             .map_err(unavailable)
     }
 
-    /// Settles in a task of its own (a drop cannot wait); each settle is one bounded
-    /// backend command.
-    fn settle_later(
-        self: &Arc<Self>,
+    /// Queues the settle of a finished turn (applied in a batch, off the response path).
+    fn settle(
+        &self,
         rate: Option<TokenReservation>,
         budget: Option<BudgetReservation>,
         tokens: u64,
     ) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let limits = Arc::clone(self);
-        runtime.spawn(async move {
-            if let Some(rate) = rate
-                && let Err(error) = limits.limiter.settle(rate, tokens).await
-            {
-                tracing::warn!(%error, "rate limit settle failed");
-            }
-            if let Some(budget) = budget
-                && let Err(error) = limits.budgets.settle(budget, tokens).await
-            {
-                tracing::warn!(%error, "budget settle failed");
-            }
-        });
+        self.gate.settle(rate, budget, tokens);
+    }
+}
+
+fn quotas_of(decision: &RateDecision) -> Quotas {
+    Quotas {
+        requests: decision.requests,
+        tokens: decision.tokens,
     }
 }
 
@@ -263,7 +225,7 @@ impl Drop for SettleGuard {
             .or(budget.as_ref().map(BudgetReservation::estimate))
             .unwrap_or(0);
         let tokens = self.usage.get().unwrap_or(estimate);
-        self.admitted.limits.settle_later(rate, budget, tokens);
+        self.admitted.limits.settle(rate, budget, tokens);
     }
 }
 

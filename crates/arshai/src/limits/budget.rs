@@ -84,14 +84,7 @@ impl Budgets {
         subject: &Subject,
         estimated_tokens: u64,
     ) -> Result<BudgetReservation, LimitError> {
-        let cells = cells_of(subject, SystemTime::now());
-        let reservation = BudgetReservation {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            tenant: subject.tenant.clone(),
-            cells,
-            estimate: estimated_tokens,
-            degraded: false,
-        };
+        let reservation = self.prepare(subject, estimated_tokens);
         if reservation.cells.is_empty() {
             return Ok(reservation);
         }
@@ -104,6 +97,43 @@ impl Budgets {
                 .await
                 .map_err(|error| error.to_string()),
         };
+        self.conclude(reservation, outcome)
+    }
+
+    /// The reservation of `estimated_tokens` on every budget `subject` has now (not taken
+    /// yet).
+    pub(crate) fn prepare(&self, subject: &Subject, estimated_tokens: u64) -> BudgetReservation {
+        BudgetReservation {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            tenant: subject.tenant.clone(),
+            cells: cells_of(subject, SystemTime::now()),
+            estimate: estimated_tokens,
+            degraded: false,
+        }
+    }
+
+    /// Whether the budgets live in Redis.
+    pub(crate) fn is_redis(&self) -> bool {
+        matches!(self.ledger, Ledger::Redis(_))
+    }
+
+    /// Whether a call is admitted only if its whole estimate fits.
+    pub(crate) fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// How long an unsettled reservation holds its tokens.
+    pub(crate) fn reservation_ttl(&self) -> Duration {
+        self.reservation_ttl
+    }
+
+    /// The reservation once a backend answered `outcome` (`Err`: it was unreachable),
+    /// counted, with the fail mode applied.
+    pub(crate) fn conclude(
+        &self,
+        reservation: BudgetReservation,
+        outcome: Result<Reserved, String>,
+    ) -> Result<BudgetReservation, LimitError> {
         match outcome {
             Ok(Reserved::Admitted) => {
                 self.stats.budget_admitted();
@@ -131,6 +161,15 @@ impl Budgets {
                     })
                 }
             },
+        }
+    }
+
+    /// Counts settles applied elsewhere (the settlement queue's batches) for the metrics:
+    /// `tokens` settled, or a failure.
+    pub(crate) fn count_settled(&self, outcome: Result<u64, ()>) {
+        match outcome {
+            Ok(tokens) => self.stats.tokens_settled(tokens),
+            Err(()) => self.stats.unavailable(),
         }
     }
 

@@ -6,6 +6,9 @@
 //!   and settled with the real usage.
 //! - [`Budgets`]: tokens per UTC day and month per key and per tenant, reserved atomically
 //!   before a call and settled after it; readable for `GET /v1/usage`.
+//! - [`LimitGate`]: both together, as a server uses them: one admission step (one script
+//!   when both are in Redis) and settles queued off the response path, applied in
+//!   batches.
 //! - [`FleetRedis`]: the Redis link both (and the response cache) share, on the memory
 //!   store's standalone / Sentinel / Cluster connection.
 //!
@@ -18,19 +21,23 @@ mod budget_terms;
 mod cells;
 mod decision;
 mod error;
+mod gate;
 mod period;
 mod rate_limiter;
 mod rate_memory;
 mod rate_redis;
+mod redis_gate;
 pub(crate) mod redis_link;
 mod scripts;
 mod settings;
+mod settlement;
 mod stats;
 mod subject;
 
 pub use budget::{BudgetRefusal, BudgetReservation, BudgetScope, BudgetStatus, Budgets};
 pub use decision::{Quota, RateDecision, Refusal, TokenReservation, go_duration};
 pub use error::LimitError;
+pub use gate::{Admission, GateRefusal, LimitGate};
 pub use period::{BudgetPeriod, PeriodWindow};
 pub use rate_limiter::RateLimiter;
 pub use redis_link::FleetRedis;

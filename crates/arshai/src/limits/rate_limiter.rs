@@ -102,7 +102,14 @@ impl RateLimiter {
         }
     }
 
-    fn unreachable(&self, message: String) -> Result<RateDecision, LimitError> {
+    /// Whether the cells live in Redis.
+    pub(crate) fn is_redis(&self) -> bool {
+        matches!(self.backend, Backend::Redis(_))
+    }
+
+    /// The decision when the backend could not be asked: allowed and degraded with
+    /// `fail_open`, else [`LimitError::Unavailable`].
+    pub(crate) fn unreachable(&self, message: String) -> Result<RateDecision, LimitError> {
         match self.fail_mode {
             FailMode::FailClosed => {
                 self.stats.unavailable();
@@ -120,7 +127,8 @@ impl RateLimiter {
         }
     }
 
-    fn decide(
+    /// The decision of a backend's `checked` answer over `cells`, counted.
+    pub(crate) fn decide(
         &self,
         subject: &Subject,
         cells: &[Cell],
@@ -163,19 +171,7 @@ impl RateLimiter {
         reservation: TokenReservation,
         actual_tokens: u64,
     ) -> Result<(), LimitError> {
-        let delta = i64::try_from(actual_tokens)
-            .unwrap_or(i64::MAX)
-            .saturating_sub(i64::try_from(reservation.estimate).unwrap_or(i64::MAX));
-        if delta == 0 {
-            return Ok(());
-        }
-        let mut moves = Vec::with_capacity(2);
-        if let (Some(key), Some(limit)) = (&reservation.key_id, reservation.key_tpm) {
-            moves.push((cells::key_cell(key, "tpm"), limit, delta));
-        }
-        if let Some(limit) = reservation.tenant_tpm {
-            moves.push(("tpm".to_owned(), limit, delta));
-        }
+        let moves = moves(&reservation, actual_tokens);
         if moves.is_empty() {
             return Ok(());
         }
@@ -203,4 +199,24 @@ impl RateLimiter {
             },
         }
     }
+}
+
+/// The token cells' moves that settle `reservation` at `actual_tokens`: `(cell, limit,
+/// actual − estimate)` of the key's and the tenant's tokens-per-minute cells (none when
+/// the usage matched the estimate).
+pub(crate) fn moves(reservation: &TokenReservation, actual_tokens: u64) -> Vec<(String, u64, i64)> {
+    let delta = i64::try_from(actual_tokens)
+        .unwrap_or(i64::MAX)
+        .saturating_sub(i64::try_from(reservation.estimate).unwrap_or(i64::MAX));
+    let mut moves = Vec::with_capacity(2);
+    if delta == 0 {
+        return moves;
+    }
+    if let (Some(key), Some(limit)) = (&reservation.key_id, reservation.key_tpm) {
+        moves.push((cells::key_cell(key, "tpm"), limit, delta));
+    }
+    if let Some(limit) = reservation.tenant_tpm {
+        moves.push(("tpm".to_owned(), limit, delta));
+    }
+    moves
 }

@@ -1,11 +1,11 @@
-//! The Redis rate-limit backend: one [`super::scripts::RATE_CHECK`] per check, on the
-//! tenant's hash tag.
+//! The Redis rate-limit backend: one rate-check script per check, on the tenant's hash
+//! tag.
 
 use std::sync::Arc;
 
 use super::cells::{Cell, CellState, PERIOD_US};
 use super::rate_memory::Checked;
-use super::redis_link::{FleetRedis, LinkError, ScriptLink, escape, integers};
+use super::redis_link::{FleetRedis, LinkError, ScriptLink, integers, tenant_tag};
 use super::scripts::LimitScripts;
 
 /// Rate-limit cells in Redis.
@@ -25,7 +25,7 @@ impl RedisCells {
     }
 
     fn key(&self, tenant: &str, cell: &str) -> String {
-        format!("{{{}:r:{}}}:{cell}", self.prefix, escape(tenant))
+        rate_key(&self.prefix, tenant, cell)
     }
 
     pub(crate) async fn check(&self, tenant: &str, cells: &[Cell]) -> Result<Checked, LinkError> {
@@ -42,31 +42,7 @@ impl RedisCells {
                 .eval(&self.scripts.rate_check, &keys, &args)
                 .await?,
         )?;
-        let malformed = || {
-            LinkError::Redis(redis::RedisError::from((
-                redis::ErrorKind::Parse,
-                "the rate-limit script answered a reply of the wrong length",
-            )))
-        };
-        if reply.len() != 3 + 2 * cells.len() {
-            return Err(malformed());
-        }
-        let refused = usize::try_from(reply[1])
-            .ok()
-            .filter(|i| *i > 0)
-            .map(|i| i - 1);
-        let states = reply[3..]
-            .chunks_exact(2)
-            .map(|pair| CellState {
-                remaining: pair[0].max(0) as u64,
-                reset_us: pair[1].max(0) as f64,
-            })
-            .collect();
-        Ok(Checked {
-            refused,
-            wait_us: reply[2].max(0) as f64,
-            states,
-        })
+        checked_from(&reply, cells.len())
     }
 
     pub(crate) async fn adjust(
@@ -87,4 +63,36 @@ impl RedisCells {
             .await?;
         Ok(())
     }
+}
+
+/// The key of `tenant`'s rate cell `cell`.
+pub(crate) fn rate_key(prefix: &str, tenant: &str, cell: &str) -> String {
+    format!("{}:r:{cell}", tenant_tag(prefix, tenant))
+}
+
+/// A rate-check reply (`{allowed, refusing cell, wait µs, remaining₁, reset µs₁, …}`) of
+/// `cells` cells.
+pub(crate) fn checked_from(reply: &[i64], cells: usize) -> Result<Checked, LinkError> {
+    if reply.len() != 3 + 2 * cells {
+        return Err(LinkError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "the rate-limit script answered a reply of the wrong length",
+        ))));
+    }
+    let refused = usize::try_from(reply[1])
+        .ok()
+        .filter(|i| *i > 0)
+        .map(|i| i - 1);
+    let states = reply[3..]
+        .chunks_exact(2)
+        .map(|pair| CellState {
+            remaining: pair[0].max(0) as u64,
+            reset_us: pair[1].max(0) as f64,
+        })
+        .collect();
+    Ok(Checked {
+        refused,
+        wait_us: reply[2].max(0) as f64,
+        states,
+    })
 }

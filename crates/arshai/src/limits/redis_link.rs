@@ -116,6 +116,12 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
+/// The hash tag of `tenant`'s limit keys under `prefix`: every rate cell and budget of one
+/// tenant shares it, so one script can check (or settle) them all on Cluster too.
+pub(crate) fn tenant_tag(prefix: &str, tenant: &str) -> String {
+    format!("{{{prefix}:{}}}", escape(tenant))
+}
+
 /// A Redis link for the fleet controls, shared by the rate limiter, the budgets and the
 /// response cache of one instance (open one per instance: it multiplexes every task's
 /// commands over one connection per server).

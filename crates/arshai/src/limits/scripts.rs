@@ -7,53 +7,74 @@
 
 use super::redis_link::LuaScript;
 
-/// GCRA check of every cell, all or nothing ([`super::cells`] has the arithmetic). Each
-/// cell is a hash `{l: level, t: updated µs}`.
-///
-/// KEYS: the cells. ARGV: period (µs), then `limit, cost` per cell.
-/// Returns `{allowed, refusing cell (1-based, 0: none), wait µs, remaining₁, reset µs₁, …}`.
-pub(crate) const RATE_CHECK: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local period = tonumber(ARGV[1])
+/// Shared by the rate scripts: the GCRA steps of [`super::cells`] on cells stored as hashes
+/// `{l: level, t: updated µs}`.
+const RATE_FUNCTIONS: &str = r#"
 local epsilon = 0.000001
-local n = #KEYS
-local levels, limits = {}, {}
-local refused, wait = 0, 0
-for i = 1, n do
-  local limit = tonumber(ARGV[2 * i])
-  local cost = tonumber(ARGV[2 * i + 1])
-  local stored = redis.call('HMGET', KEYS[i], 'l', 't')
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function drained(key, limit, now, period)
+  local stored = redis.call('HMGET', key, 'l', 't')
   local level = tonumber(stored[1]) or 0
   local at = tonumber(stored[2]) or now
   local elapsed = now - at
   if elapsed < 0 then elapsed = 0 end
   level = level - elapsed * limit / period
   if level < 0 then level = 0 end
-  local over = level + cost - limit
-  if over > epsilon then
-    if refused == 0 then refused = i end
-    local w = over * period / limit
-    if w > wait then wait = w end
-  end
-  levels[i], limits[i] = level, limit
+  return level
 end
+local function store(key, level, limit, now, period)
+  redis.call('HSET', key, 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
+  redis.call('PEXPIRE', key, math.ceil(level * period / limit / 1000) + 1000)
+end
+-- The first refusing cell (0: none), the longest wait (µs), and each cell's drained level.
+local function gcra_check(keys, limits, costs, now, period)
+  local refused, wait, levels = 0, 0, {}
+  for i = 1, #keys do
+    local level = drained(keys[i], limits[i], now, period)
+    local over = level + costs[i] - limits[i]
+    if over > epsilon then
+      if refused == 0 then refused = i end
+      local w = over * period / limits[i]
+      if w > wait then wait = w end
+    end
+    levels[i] = level
+  end
+  return refused, wait, levels
+end
+-- Charges `charges` (nil: nothing) and appends each cell's `remaining, reset µs` to `out`.
+local function gcra_charge(keys, limits, charges, levels, now, period, out)
+  for i = 1, #keys do
+    local level = levels[i]
+    if charges then
+      level = level + charges[i]
+      store(keys[i], level, limits[i], now, period)
+    end
+    local remaining = math.floor(limits[i] - level + epsilon)
+    if remaining < 0 then remaining = 0 end
+    if remaining > limits[i] then remaining = limits[i] end
+    table.insert(out, remaining)
+    table.insert(out, math.ceil(level * period / limits[i]))
+  end
+end
+"#;
+
+/// GCRA check of every cell, all or nothing ([`super::cells`] has the arithmetic).
+///
+/// KEYS: the cells. ARGV: period (µs), then `limit, cost` per cell.
+/// Returns `{allowed, refusing cell (1-based, 0: none), wait µs, remaining₁, reset µs₁, …}`.
+const RATE_CHECK_BODY: &str = r#"
+local now = now_us()
+local period = tonumber(ARGV[1])
+local limits, costs = {}, {}
+for i = 1, #KEYS do
+  limits[i], costs[i] = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+end
+local refused, wait, levels = gcra_check(KEYS, limits, costs, now, period)
 local out = {refused == 0 and 1 or 0, refused, math.ceil(wait)}
-for i = 1, n do
-  local level, limit = levels[i], limits[i]
-  local reset = level * period / limit
-  if refused == 0 then
-    level = level + tonumber(ARGV[2 * i + 1])
-    reset = level * period / limit
-    redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
-    redis.call('PEXPIRE', KEYS[i], math.ceil(reset / 1000) + 1000)
-  end
-  local remaining = math.floor(limit - level + epsilon)
-  if remaining < 0 then remaining = 0 end
-  if remaining > limit then remaining = limit end
-  table.insert(out, remaining)
-  table.insert(out, math.ceil(reset))
-end
+gcra_charge(KEYS, limits, refused == 0 and costs or nil, levels, now, period, out)
 return out
 "#;
 
@@ -61,24 +82,14 @@ return out
 /// below empty.
 ///
 /// KEYS: the cells. ARGV: period (µs), then `limit, delta` per cell (delta may be negative).
-pub(crate) const RATE_ADJUST: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+const RATE_ADJUST_BODY: &str = r#"
+local now = now_us()
 local period = tonumber(ARGV[1])
 for i = 1, #KEYS do
   local limit = tonumber(ARGV[2 * i])
-  local delta = tonumber(ARGV[2 * i + 1])
-  local stored = redis.call('HMGET', KEYS[i], 'l', 't')
-  local level = tonumber(stored[1]) or 0
-  local at = tonumber(stored[2]) or now
-  local elapsed = now - at
-  if elapsed < 0 then elapsed = 0 end
-  level = level - elapsed * limit / period
+  local level = drained(KEYS[i], limit, now, period) + tonumber(ARGV[2 * i + 1])
   if level < 0 then level = 0 end
-  level = level + delta
-  if level < 0 then level = 0 end
-  redis.call('HSET', KEYS[i], 'l', string.format('%.17g', level), 't', string.format('%.0f', now))
-  redis.call('PEXPIRE', KEYS[i], math.ceil(level * period / limit / 1000) + 1000)
+  store(KEYS[i], level, limit, now, period)
 end
 return #KEYS
 "#;
@@ -101,6 +112,43 @@ local function release_expired(h, z, now)
   end
   return used, reserved
 end
+-- Releases expired reservations of every cell (pairs of keys from `first`); returns the
+-- first refusing cell (0: none) and each cell's `used`, `reserved`.
+local function budget_check(keys, first, n, limits, estimate, strict, now)
+  local used, reserved, refused = {}, {}, 0
+  for i = 1, n do
+    used[i], reserved[i] = release_expired(keys[first + 2 * i - 2], keys[first + 2 * i - 1], now)
+    local taken = used[i] + reserved[i]
+    local over
+    if strict then over = taken + estimate > limits[i] else over = taken >= limits[i] end
+    if over and refused == 0 then refused = i end
+  end
+  return refused, used, reserved
+end
+local function budget_reserve(keys, first, n, expires, id, estimate, rttl, now, reserved)
+  for i = 1, n do
+    local h, z = keys[first + 2 * i - 2], keys[first + 2 * i - 1]
+    reserved[i] = redis.call('HINCRBY', h, 'reserved', estimate)
+    redis.call('ZADD', z, now + rttl, id .. ':' .. estimate)
+    redis.call('PEXPIREAT', h, expires[i])
+    redis.call('PEXPIREAT', z, expires[i])
+  end
+end
+local function budget_report(refused, n, used, reserved, out)
+  table.insert(out, refused == 0 and 1 or 0)
+  table.insert(out, refused)
+  for i = 1, n do
+    table.insert(out, used[i])
+    table.insert(out, reserved[i])
+  end
+end
+-- Releases a reservation (if it has not expired) and adds the real usage to one cell.
+local function budget_settle(h, z, member, estimate, actual)
+  if redis.call('ZREM', z, member) == 1 then
+    redis.call('HINCRBY', h, 'reserved', -estimate)
+  end
+  return redis.call('HINCRBY', h, 'used', actual)
+end
 "#;
 
 /// Checks every budget cell and reserves the estimate on all of them, or on none.
@@ -115,31 +163,16 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id, estimate = ARGV[1], tonumber(ARGV[2])
 local strict, rttl = ARGV[3] == '1', tonumber(ARGV[4])
 local n = #KEYS / 2
-local used, reserved = {}, {}
-local refused = 0
+local limits, expires = {}, {}
 for i = 1, n do
-  used[i], reserved[i] = release_expired(KEYS[2 * i - 1], KEYS[2 * i], now)
-  local limit = tonumber(ARGV[3 + 2 * i])
-  local taken = used[i] + reserved[i]
-  local over
-  if strict then over = taken + estimate > limit else over = taken >= limit end
-  if over and refused == 0 then refused = i end
+  limits[i], expires[i] = tonumber(ARGV[3 + 2 * i]), tonumber(ARGV[4 + 2 * i])
 end
+local refused, used, reserved = budget_check(KEYS, 1, n, limits, estimate, strict, now)
 if refused == 0 then
-  for i = 1, n do
-    local h, z = KEYS[2 * i - 1], KEYS[2 * i]
-    local expire_at = tonumber(ARGV[4 + 2 * i])
-    reserved[i] = redis.call('HINCRBY', h, 'reserved', estimate)
-    redis.call('ZADD', z, now + rttl, id .. ':' .. estimate)
-    redis.call('PEXPIREAT', h, expire_at)
-    redis.call('PEXPIREAT', z, expire_at)
-  end
+  budget_reserve(KEYS, 1, n, expires, id, estimate, rttl, now, reserved)
 end
-local out = {refused == 0 and 1 or 0, refused}
-for i = 1, n do
-  table.insert(out, used[i])
-  table.insert(out, reserved[i])
-end
+local out = {}
+budget_report(refused, n, used, reserved, out)
 return out
 "#;
 
@@ -153,13 +186,101 @@ local estimate, actual = tonumber(ARGV[2]), tonumber(ARGV[3])
 local out = {}
 for i = 1, #KEYS / 2 do
   local h, z = KEYS[2 * i - 1], KEYS[2 * i]
-  if redis.call('ZREM', z, member) == 1 then
-    redis.call('HINCRBY', h, 'reserved', -estimate)
-  end
-  table.insert(out, redis.call('HINCRBY', h, 'used', actual))
+  table.insert(out, budget_settle(h, z, member, estimate, actual))
   redis.call('PEXPIREAT', h, tonumber(ARGV[3 + i]))
 end
 return out
+"#;
+
+/// A whole admission in one step, for a subject whose rate limits and budgets are both in
+/// Redis (they share the tenant's hash tag): the rate check, then — only if it admits —
+/// the budget check; the budget reservation and the rate charges are written only if both
+/// admit. A call the budget refuses still counts as a request: its rate cells are charged
+/// their `refused cost` (1 for request cells, 0 for token cells).
+///
+/// KEYS: the `nr` rate cells, then `hash₁, reservations₁, …` of the budget cells.
+/// ARGV: `nr`, period (µs), `limit, cost, refused cost` per rate cell, then reservation id,
+/// estimate, strict (`1`/`0`), reservation TTL (ms), then `limit, expire-at (ms)` per
+/// budget cell.
+/// Returns the rate reply of [`RATE_CHECK_BODY`] followed by the budget reply of
+/// [`BUDGET_RESERVE_BODY`] — or, when the rate check refused, by `{-1, 0}` alone (the
+/// budgets were not read).
+const ADMIT_BODY: &str = r#"
+local nr = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local now = now_us()
+local rate_keys, limits, costs, refused_costs = {}, {}, {}, {}
+for i = 1, nr do
+  rate_keys[i] = KEYS[i]
+  limits[i] = tonumber(ARGV[3 * i])
+  costs[i], refused_costs[i] = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
+end
+local refused, wait, levels = gcra_check(rate_keys, limits, costs, now, period)
+local out = {refused == 0 and 1 or 0, refused, math.ceil(wait)}
+if refused ~= 0 then
+  gcra_charge(rate_keys, limits, nil, levels, now, period, out)
+  table.insert(out, -1)
+  table.insert(out, 0)
+  return out
+end
+local b = 3 + 3 * nr
+local id, estimate = ARGV[b], tonumber(ARGV[b + 1])
+local strict, rttl = ARGV[b + 2] == '1', tonumber(ARGV[b + 3])
+local nb = (#KEYS - nr) / 2
+local blimits, expires = {}, {}
+for i = 1, nb do
+  blimits[i], expires[i] = tonumber(ARGV[b + 2 + 2 * i]), tonumber(ARGV[b + 3 + 2 * i])
+end
+local now_ms = math.floor(now / 1000)
+local brefused, used, reserved = budget_check(KEYS, nr + 1, nb, blimits, estimate, strict, now_ms)
+if brefused == 0 then
+  budget_reserve(KEYS, nr + 1, nb, expires, id, estimate, rttl, now_ms, reserved)
+  gcra_charge(rate_keys, limits, costs, levels, now, period, out)
+else
+  gcra_charge(rate_keys, limits, refused_costs, levels, now, period, out)
+end
+budget_report(brefused, nb, used, reserved, out)
+return out
+"#;
+
+/// Many settles of one tenant in one step (the settlement queue's batch): the rate cells'
+/// net moves, then each reservation released and its real usage added to its cells.
+///
+/// KEYS: the `nr` rate cells, then `hash₁, reservations₁, …` of the `nb` budget cells.
+/// ARGV: `nr`, period (µs), `limit, delta` per rate cell, `expire-at (ms)` per budget cell,
+/// the number of reservations `m`, then per reservation: id, estimate, actual, the number
+/// of its cells `c`, and its `c` budget cell indices (1-based).
+const SETTLE_MANY_BODY: &str = r#"
+local nr = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+if nr > 0 then
+  local now = now_us()
+  for i = 1, nr do
+    local limit = tonumber(ARGV[1 + 2 * i])
+    local level = drained(KEYS[i], limit, now, period) + tonumber(ARGV[2 + 2 * i])
+    if level < 0 then level = 0 end
+    store(KEYS[i], level, limit, now, period)
+  end
+end
+local nb = (#KEYS - nr) / 2
+local e = 3 + 2 * nr
+local p = e + nb
+local m = tonumber(ARGV[p])
+p = p + 1
+for _ = 1, m do
+  local member = ARGV[p] .. ':' .. ARGV[p + 1]
+  local estimate, actual, c = tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3])
+  p = p + 4
+  for _ = 1, c do
+    local cell = tonumber(ARGV[p])
+    p = p + 1
+    budget_settle(KEYS[nr + 2 * cell - 1], KEYS[nr + 2 * cell], member, estimate, actual)
+  end
+end
+for i = 1, nb do
+  redis.call('PEXPIREAT', KEYS[nr + 2 * i - 1], tonumber(ARGV[e + i - 1]))
+end
+return m
 "#;
 
 /// Reads every budget cell (releasing expired reservations first).
@@ -184,17 +305,23 @@ pub(crate) struct LimitScripts {
     pub(crate) budget_reserve: LuaScript,
     pub(crate) budget_settle: LuaScript,
     pub(crate) budget_read: LuaScript,
+    pub(crate) admit: LuaScript,
+    pub(crate) settle_many: LuaScript,
 }
 
 impl LimitScripts {
     pub(crate) fn new() -> Self {
-        let with_functions = |body: &str| format!("{BUDGET_FUNCTIONS}{body}");
+        let rate = |body: &str| LuaScript::new(format!("{RATE_FUNCTIONS}{body}"));
+        let budget = |body: &str| LuaScript::new(format!("{BUDGET_FUNCTIONS}{body}"));
+        let both = |body: &str| LuaScript::new(format!("{RATE_FUNCTIONS}{BUDGET_FUNCTIONS}{body}"));
         Self {
-            rate_check: LuaScript::new(RATE_CHECK),
-            rate_adjust: LuaScript::new(RATE_ADJUST),
-            budget_reserve: LuaScript::new(with_functions(BUDGET_RESERVE_BODY)),
-            budget_settle: LuaScript::new(BUDGET_SETTLE_BODY),
-            budget_read: LuaScript::new(with_functions(BUDGET_READ_BODY)),
+            rate_check: rate(RATE_CHECK_BODY),
+            rate_adjust: rate(RATE_ADJUST_BODY),
+            budget_reserve: budget(BUDGET_RESERVE_BODY),
+            budget_settle: budget(BUDGET_SETTLE_BODY),
+            budget_read: budget(BUDGET_READ_BODY),
+            admit: both(ADMIT_BODY),
+            settle_many: both(SETTLE_MANY_BODY),
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct LimitStats {
     budget_refused: AtomicU64,
     budget_fail_open: AtomicU64,
     tokens_settled: AtomicU64,
+    settles_dropped: AtomicU64,
 }
 
 /// A copy of [`LimitStats`] at one moment.
@@ -35,6 +36,8 @@ pub struct LimitCounters {
     pub budget_fail_open: u64,
     /// Tokens settled against budgets (real usage).
     pub tokens_settled: u64,
+    /// Settles dropped because the settlement queue was full (their reservations expire).
+    pub settles_dropped: u64,
 }
 
 impl LimitStats {
@@ -50,6 +53,7 @@ impl LimitStats {
             budget_refused: read(&self.budget_refused),
             budget_fail_open: read(&self.budget_fail_open),
             tokens_settled: read(&self.tokens_settled),
+            settles_dropped: read(&self.settles_dropped),
         }
     }
 
@@ -73,6 +77,9 @@ impl LimitStats {
     }
     pub(crate) fn budget_fail_open(&self) {
         self.budget_fail_open.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn settle_dropped(&self) -> u64 {
+        self.settles_dropped.fetch_add(1, Ordering::Relaxed) + 1
     }
     pub(crate) fn tokens_settled(&self, tokens: u64) {
         self.tokens_settled.fetch_add(tokens, Ordering::Relaxed);
