@@ -55,6 +55,7 @@ const DOCUMENTED: &[&str] = &[
     "arshai_budget_refused_total",
     "arshai_budget_fail_open_total",
     "arshai_budget_tokens_settled_total",
+    "arshai_limits_settles_dropped_total",
 ];
 
 fn promtool_check(text: &str) -> (bool, String) {
