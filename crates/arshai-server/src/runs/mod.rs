@@ -12,6 +12,7 @@
 //! - [`checkpoints`]: a workflow run's per-node checkpoints, so a retried run resumes.
 //! - [`executor`]: what a run executes ([`RunTarget`]) and the [`RunExecutor`] that does it.
 //! - [`worker`]: the bounded worker loop (inside `arshai serve`, or alone as `arshai worker`).
+//! - [`usage`]: a run's real tokens settled against its submitter's budgets and limits.
 //! - [`webhook`]: the signed completion callback, with bounded retries.
 //! - [`keys`]: the key layout.
 //!
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod queue;
 pub mod record;
 pub mod scripts;
+pub mod usage;
 pub mod webhook;
 pub mod worker;
 
