@@ -12,8 +12,10 @@
 //! different nodes, so different paths. A fallback that took a node's place is recorded
 //! under the node's path (the whole chain is one checkpoint); a node inside a nested
 //! workflow is `<outer path>/<name>#<visit>`, and inside a fallback's nested workflow
-//! `<outer path>><fallback>/<name>#<visit>`. An agent router's choice is not checkpointed:
-//! a resumed run asks the router again.
+//! `<outer path>><fallback>/<name>#<visit>`. A chosen edge's choice (an [`super::EdgeChooser`],
+//! e.g. a router agent) is recorded too, at `<from>@route#<visit>` (`entry@route#1` for an
+//! entry router), its [`Checkpoint::node`] the chosen target: a resumed run takes the same
+//! path even when a model chose it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::checkpoint::{CHECKPOINT_TIMEOUT, Checkpoint, CheckpointError};
+use super::chooser::{ChooseError, EdgeChooser};
 use super::definition::Workflow;
 use super::error::{NodeError, RunError};
 use super::event::{RunOptions, RunOutput, Step, StepStatus, WorkflowEvent, WorkflowEventStream};
@@ -162,7 +163,7 @@ impl Workflow {
         let mut route = &self.entry;
         let mut from: Option<&str> = None;
         loop {
-            match self.resolve(route, &state, from).await? {
+            match self.resolve(route, &state, from, walk).await? {
                 Hop::End => break,
                 Hop::Node(node) => {
                     let path = walk.path(&node.name);
@@ -225,6 +226,7 @@ impl Workflow {
         route: &'w Route,
         state: &WorkflowState,
         from: Option<&str>,
+        walk: &Walk<'_>,
     ) -> Result<Hop<'w>, RunError> {
         let no_route = |reason: String| RunError::NoRoute {
             workflow: self.name.clone(),
@@ -247,10 +249,10 @@ impl Workflow {
                 .or(otherwise.as_deref())
                 .ok_or_else(|| no_route("no condition holds and there is no default".to_owned()))?,
             Route::Chosen { chooser, targets } => {
-                let chosen = chooser
-                    .choose(state, targets)
-                    .await
-                    .map_err(|error| no_route(error.0))?;
+                let chosen = self
+                    .choose(chooser.as_ref(), targets, state, from, walk)
+                    .await?;
+                let chosen = chosen.map_err(|error| no_route(error.0))?;
                 targets
                     .iter()
                     .find(|target| **target == chosen)
@@ -261,6 +263,45 @@ impl Workflow {
         self.node(target)
             .map(Hop::Node)
             .ok_or_else(|| no_route(format!("{target:?} is not a node")))
+    }
+
+    /// What `chooser` picks among `targets` leaving `from`. With checkpoints the choice
+    /// is recorded (at `<from>@route#<visit>`, `entry@route#1` for the entry) and a
+    /// recorded choice is used instead of asking again, so a resumed run takes the same
+    /// path even when the chooser is a model.
+    async fn choose(
+        &self,
+        chooser: &dyn EdgeChooser,
+        targets: &[String],
+        state: &WorkflowState,
+        from: Option<&str>,
+        walk: &Walk<'_>,
+    ) -> Result<Result<String, ChooseError>, RunError> {
+        let Some(store) = walk.options.checkpoints.as_deref() else {
+            return Ok(chooser.choose(state, targets).await);
+        };
+        let path = walk.path(&format!("{}@route", from.unwrap_or("entry")));
+        let checkpoint_error = |error: CheckpointError| RunError::Checkpoint {
+            workflow: self.name.clone(),
+            path: path.clone(),
+            error,
+        };
+        if let Some(recorded) = bounded(store.load(&path)).await.map_err(checkpoint_error)? {
+            return Ok(Ok(recorded.node));
+        }
+        let chosen = chooser.choose(state, targets).await;
+        if let Ok(target) = &chosen {
+            let checkpoint = Checkpoint {
+                node: target.clone(),
+                output: Value::Null,
+                errors: Vec::new(),
+                usage: Usage::default(),
+            };
+            bounded(store.save(&path, &checkpoint))
+                .await
+                .map_err(checkpoint_error)?;
+        }
+        Ok(chosen)
     }
 
     /// Runs `node`, and its fallbacks in turn while they fail; `path` is its checkpoint

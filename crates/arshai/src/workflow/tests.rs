@@ -946,3 +946,50 @@ async fn an_agent_node_repeated_after_a_lost_checkpoint_carries_the_same_idempot
         "the retried turn is the same turn to the turn protocol"
     );
 }
+
+#[tokio::test]
+async fn a_resumed_run_takes_the_recorded_choice_of_a_chooser() {
+    // A chooser that changes its mind on every call (a model need not answer alike twice).
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let fickle = FnChooser(move |_: &WorkflowState, targets: &[String]| {
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        Ok(targets[call % targets.len()].clone())
+    });
+    let tries = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&tries);
+    let workflow = Workflow::builder("fickle")
+        .node(constant("sales", json!("sold")))
+        .node(constant("support", json!("fixed")))
+        .node(Node::from_fn("finish", move |input: Value| {
+            let attempt = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if attempt == 0 {
+                    Err(NodeError::function("not yet"))
+                } else {
+                    Ok(input)
+                }
+            }
+        }))
+        .entry_route(Route::chosen(fickle, ["sales", "support"]))
+        .edge("sales", "finish")
+        .edge("support", "finish")
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    workflow
+        .run_to_end(json!("hi"), resumable("r", &store))
+        .await
+        .unwrap_err();
+    assert_eq!(store.paths(), ["entry@route#1", "sales#1"]);
+    let output = workflow
+        .run_to_end(json!("hi"), resumable("r", &store))
+        .await
+        .unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the choice was restored");
+    assert_eq!(
+        nodes_of(&output),
+        [("sales", StepStatus::Restored), ("finish", StepStatus::Ok)]
+    );
+}
