@@ -101,6 +101,7 @@ impl Worker {
     /// limits in `limits` (a run whose budget is spent when it starts fails with
     /// `budget_exceeded`).
     pub fn with_limits(mut self, limits: Arc<TurnLimits>) -> Self {
+        // A worker holds the only reference to its shared part until it runs.
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.limits = Some(limits);
         }
