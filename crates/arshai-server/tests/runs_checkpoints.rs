@@ -112,6 +112,18 @@ async fn a_killed_workers_workflow_run_resumes_from_its_last_checkpoint() -> any
         "draft once, final twice (the killed call and the rescuer's)"
     );
 
+    // The checkpoints are one hash per run, expiring with the run's retention.
+    let key = format!("{{arshai:runs}}:ckpt:{run_id}");
+    let fields = redis.cli(&["HKEYS", &key]).await?;
+    let mut paths: Vec<&str> = fields.split_whitespace().collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["draft#1", "final#1"], "{fields}");
+    let ttl: i64 = redis.cli(&["TTL", &key]).await?.trim().parse()?;
+    assert!(
+        ttl > 0 && ttl <= 7 * 24 * 3600,
+        "the checkpoints expire: TTL {ttl}"
+    );
+
     let (status, conversation) = api
         .get("/v1/agents/writer/conversations/ckpt-1", None)
         .await?;
