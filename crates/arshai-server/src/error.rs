@@ -207,6 +207,11 @@ fn workflow_parts(error: &RunError) -> (StatusCode, &'static str, Option<Duratio
         RunError::StepLimit { .. } => (StatusCode::LOOP_DETECTED, "workflow_step_limit", None),
         RunError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "workflow_timeout", None),
         RunError::NoRoute { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "workflow_no_route", None),
+        RunError::Checkpoint { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "workflow_checkpoint_unavailable",
+            None,
+        ),
     }
 }
 

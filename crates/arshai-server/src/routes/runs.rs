@@ -9,8 +9,9 @@
 //! - `POST /v1/runs/{id}/cancel` — cancels a queued run at once, a running one shortly;
 //! - `GET /v1/runs?status=&limit=&after=` — the tenant's runs, newest first, paged.
 //!
-//! Runs are the caller's tenant's: another tenant's run is not found. A submission counts
-//! against the caller's rate limits and budgets like a turn (at its input's estimate). A
+//! Runs are the caller's tenant's: another tenant's run is not found. A submission is
+//! checked against the caller's rate limits and budgets like a turn (at its input's
+//! estimate); the run's real tokens are charged to them when it executes. A
 //! run names an `agent` (one turn) or a `workflow` (one run of it, its input a JSON string).
 
 use std::convert::Infallible;
@@ -32,6 +33,7 @@ use arshai::memory::ConversationId;
 use crate::auth::{Caller, Tenant};
 use crate::extract::{IdempotencyKey, JsonBody, MAX_KEY_LEN, PathParams};
 use crate::runs::queue::{Cancelled, Submitted};
+use crate::runs::usage::{self, RunCaller};
 use crate::runs::{RunError, RunRecord, RunStatus, RunTarget, Runs, events};
 use crate::turn::limits::TurnUsage;
 use crate::{ApiError, AppState};
@@ -230,13 +232,16 @@ pub async fn submit(
         worker: None,
         cancel_requested: false,
         entry: None,
+        caller: Some(RunCaller::of(&caller)),
     };
-    // A submission counts against the caller's rate limits and budgets as a turn does,
-    // charged at its input's estimate (the run's own usage is not settled back).
-    let estimate = u64::try_from(submission.input.chars().count().div_ceil(4))
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    let admitted = match state.limits.admit(&caller, estimate).await {
+    // A submission is checked against the caller's rate limits and budgets as a turn is,
+    // at its input's estimate, and settled with no tokens: the request counts, and the
+    // run's real tokens are charged when it executes (`runs::usage`).
+    let admitted = match state
+        .limits
+        .admit(&caller, usage::estimate(&submission.input))
+        .await
+    {
         Ok(admitted) => admitted,
         Err(refused) => {
             let mut response = refused.error.into_response();
@@ -248,7 +253,9 @@ pub async fn submit(
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
-    Ok(admitted.settle_with_body(response, Arc::new(TurnUsage::default())))
+    let no_tokens = Arc::new(TurnUsage::default());
+    no_tokens.record(0);
+    Ok(admitted.settle_with_body(response, no_tokens))
 }
 
 /// Queues `record`: 202, or 200 with the run its idempotency key already submitted.

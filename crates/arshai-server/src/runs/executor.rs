@@ -1,6 +1,5 @@
 //! What a run executes: [`RunExecutor`], and [`TargetExecutor`], which executes each
-//! [`RunTarget`] (an agent turn today; a workflow is one more match arm and one more
-//! function beside [`TargetExecutor::agent_turn`]).
+//! [`RunTarget`]: an agent turn, or a workflow run that checkpoints each node in Redis.
 
 use std::sync::Arc;
 
@@ -86,8 +85,11 @@ impl TargetExecutor {
     }
 
     /// One run of workflow `name` over the run's input, on the run's conversation; each
-    /// node's end is appended to the run's events. A workflow is executed again from its
-    /// start when its worker died (its agent nodes' turns are not keyed by the run).
+    /// node's end is appended to the run's events. Each finished node is checkpointed in
+    /// Redis ([`Runs::checkpoints`]): an attempt after a crash (or a retryable failure)
+    /// restores the finished nodes instead of running them again, and resumes at the node
+    /// that was running; its agent turn is keyed by the run id and node path, so a turn
+    /// committed just before the crash is answered from its receipt.
     async fn workflow_run(
         &self,
         name: &str,
@@ -113,6 +115,7 @@ impl TargetExecutor {
             conversation,
             request_id: Some(run.id.clone()),
             delivery: Delivery::Whole,
+            checkpoints: Some(Arc::new(runs.checkpoints(&run.id))),
             ..RunOptions::default()
         };
         let mut events = workflow.run(Value::String(run.input.clone()), options);

@@ -79,6 +79,11 @@ impl RunKeys {
         format!("{}:idem:{}:{hex}", self.tag, escape(tenant))
     }
 
+    /// A workflow run's node checkpoints (a hash: node path → checkpoint JSON).
+    pub fn checkpoints(&self, run_id: &str) -> String {
+        format!("{}:ckpt:{run_id}", self.tag)
+    }
+
     /// Runs that exhausted their attempts (a stream).
     pub fn dead_letter(&self) -> String {
         format!("{}:dead", self.tag)
@@ -97,6 +102,7 @@ mod tests {
         for key in [
             keys.record("r"),
             keys.events("r"),
+            keys.checkpoints("r"),
             keys.queued("t"),
             keys.index("t", Some(RunStatus::Queued)),
             keys.tenants(),

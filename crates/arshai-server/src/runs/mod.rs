@@ -9,8 +9,10 @@
 //!   take over after the visibility timeout, renew, hand back, start, finish).
 //! - [`scripts`]: the Lua scripts that make every state change atomic.
 //! - [`events`]: the per-run event stream (replay, then follow live).
+//! - [`checkpoints`]: a workflow run's per-node checkpoints, so a retried run resumes.
 //! - [`executor`]: what a run executes ([`RunTarget`]) and the [`RunExecutor`] that does it.
 //! - [`worker`]: the bounded worker loop (inside `arshai serve`, or alone as `arshai worker`).
+//! - [`usage`]: a run's real tokens settled against its submitter's budgets and limits.
 //! - [`webhook`]: the signed completion callback, with bounded retries.
 //! - [`keys`]: the key layout.
 //!
@@ -18,7 +20,10 @@
 //! effectively once: an agent run's turn uses the run id as its idempotency key, so a second
 //! execution finds the first one's receipt instead of appending to the conversation again,
 //! and only the current attempt may record the outcome (the scripts fence on the attempt).
+//! A workflow run checkpoints each finished node: a retried run resumes from its last
+//! checkpoint, and its agent nodes' turns are keyed by the run id and node path.
 
+pub mod checkpoints;
 pub mod error;
 pub mod events;
 pub mod executor;
@@ -26,6 +31,7 @@ pub mod keys;
 pub mod queue;
 pub mod record;
 pub mod scripts;
+pub mod usage;
 pub mod webhook;
 pub mod worker;
 
@@ -46,7 +52,7 @@ use scripts::{LuaScript, RunScripts};
 /// The run queue of one process: its Redis link, settings, key layout and scripts.
 #[derive(Debug)]
 pub struct Runs {
-    redis: RedisCommands,
+    redis: Arc<RedisCommands>,
     redis_config: RedisStoreConfig,
     /// The `[runs]` settings.
     pub settings: RunsSettings,
@@ -76,7 +82,7 @@ impl Runs {
             .await
             .map_err(|error| RunError::Backend(error.to_string()))?;
         Ok(Some(Arc::new(Self {
-            redis,
+            redis: Arc::new(redis),
             redis_config,
             settings: settings.runs.clone(),
             keys: RunKeys::new(&settings.runs.key_prefix),
@@ -112,16 +118,37 @@ impl Runs {
         keys: &[String],
         args: &[String],
     ) -> Result<Value, RunError> {
-        let build = |name: &str, body: &str| {
-            let mut cmd = redis::cmd(name);
-            cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
-            cmd
-        };
-        match self.redis.query(&build("EVALSHA", &script.sha)).await {
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                Ok(self.redis.query(&build("EVAL", &script.source)).await?)
-            }
-            other => Ok(other?),
+        Ok(eval_on(&self.redis, script, keys, args).await?)
+    }
+
+    /// The checkpoint store of workflow run `run_id` (its records expire
+    /// `runs.retention_seconds` after the last one was written).
+    pub fn checkpoints(&self, run_id: &str) -> checkpoints::RunCheckpoints {
+        checkpoints::RunCheckpoints::new(
+            Arc::clone(&self.redis),
+            Arc::clone(&self.scripts.checkpoint),
+            self.keys.checkpoints(run_id),
+            self.settings.retention_seconds,
+        )
+    }
+}
+
+/// Runs `script` on `redis` by digest, by source when Redis does not know it.
+pub(crate) async fn eval_on(
+    redis: &RedisCommands,
+    script: &LuaScript,
+    keys: &[String],
+    args: &[String],
+) -> Result<Value, redis::RedisError> {
+    let build = |name: &str, body: &str| {
+        let mut cmd = redis::cmd(name);
+        cmd.arg(body).arg(keys.len()).arg(keys).arg(args);
+        cmd
+    };
+    match redis.query(&build("EVALSHA", &script.sha)).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            redis.query(&build("EVAL", &script.source)).await
         }
+        other => other,
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::usage::RunCaller;
 use super::{RunError, Runs};
 
 /// Where a run stands.
@@ -128,6 +129,8 @@ pub struct RunRecord {
     pub cancel_requested: bool,
     /// Its entry in its tenant's queue stream.
     pub entry: Option<String>,
+    /// Who submitted it, for its limits (its tokens are charged to them).
+    pub caller: Option<RunCaller>,
 }
 
 fn non_empty(fields: &HashMap<String, String>, name: &str) -> Option<String> {
@@ -158,6 +161,11 @@ impl RunRecord {
             ("target".to_owned(), target),
             ("input".to_owned(), self.input.clone()),
         ];
+        if let Some(caller) = &self.caller {
+            let caller = serde_json::to_string(caller)
+                .map_err(|error| RunError::Corrupt(error.to_string()))?;
+            fields.push(("caller".to_owned(), caller));
+        }
         for (name, value) in [
             ("conversation_id", &self.conversation_id),
             ("webhook", &self.webhook),
@@ -202,6 +210,10 @@ impl RunRecord {
             worker: non_empty(fields, "worker"),
             cancel_requested: fields.get("cancel").is_some_and(|flag| flag == "1"),
             entry: non_empty(fields, "entry"),
+            caller: json_field(fields, "caller")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|error| corrupt(&format!("caller: {error}")))?,
             id,
         }))
     }
@@ -341,6 +353,11 @@ mod tests {
             worker: None,
             cancel_requested: false,
             entry: None,
+            caller: Some(RunCaller {
+                key_id: Some("k1".to_owned()),
+                tokens_per_day: Some(50),
+                ..RunCaller::default()
+            }),
         };
         let mut fields: HashMap<String, String> =
             record.new_fields().unwrap().into_iter().collect();

@@ -159,6 +159,14 @@ end
 return 'finished:' .. status
 "#;
 
+/// Records one workflow node's checkpoint and renews the run's checkpoints' expiry.
+/// KEYS: checkpoints. ARGV: node path, checkpoint JSON, retention s.
+const CHECKPOINT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"#;
+
 /// Every script of the queue.
 #[derive(Debug)]
 pub struct RunScripts {
@@ -170,6 +178,8 @@ pub struct RunScripts {
     pub finish: LuaScript,
     /// [`CANCEL`].
     pub cancel: LuaScript,
+    /// [`CHECKPOINT`] (shared with each run's checkpoint store).
+    pub checkpoint: std::sync::Arc<LuaScript>,
 }
 
 impl RunScripts {
@@ -180,6 +190,7 @@ impl RunScripts {
             start: LuaScript::new(START),
             finish: LuaScript::new(FINISH),
             cancel: LuaScript::new(CANCEL),
+            checkpoint: std::sync::Arc::new(LuaScript::new(CHECKPOINT)),
         }
     }
 }

@@ -8,6 +8,10 @@
 //! the ones it read but did not start, lets the running ones finish within the grace
 //! period, and hands back those still running at the deadline: another worker takes them
 //! over at once (their conversation turn, if it was committed, is not repeated).
+//!
+//! With limits ([`Worker::with_limits`]) each execution reserves its submitter's budgets
+//! before it starts and settles them with the run's real tokens just before its outcome
+//! is recorded ([`super::usage`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,8 +25,10 @@ use tokio::time::Instant;
 use super::executor::{RunExecutor, RunFailure};
 use super::queue::{Delivery, Start};
 use super::record::{RunRecord, RunStatus};
+use super::usage::{RunCharge, output_tokens};
 use super::{RunError, Runs, webhook};
 use crate::metrics::Metrics;
+use crate::turn::limits::TurnLimits;
 
 /// Pause after a failed Redis call before the loop tries again (doubled while it keeps
 /// failing, up to [`MAX_ERROR_PAUSE`]).
@@ -40,6 +46,8 @@ struct Shared {
     runs: Arc<Runs>,
     executor: Arc<dyn RunExecutor>,
     metrics: Arc<Metrics>,
+    /// The limits each run's tokens are charged to; `None`: not charged.
+    limits: Option<Arc<TurnLimits>>,
     consumer: String,
     http: reqwest::Client,
     /// Runs started and not finished, by stream entry (handed back at the drain deadline).
@@ -80,12 +88,24 @@ impl Worker {
                 runs,
                 executor,
                 metrics,
+                limits: None,
                 consumer,
                 http: reqwest::Client::new(),
                 in_flight: Mutex::new(HashMap::new()),
             }),
             concurrency: concurrency.max(1),
         }
+    }
+
+    /// Charges each run's real tokens to its submitter's budgets and tokens-per-minute
+    /// limits in `limits` (a run whose budget is spent when it starts fails with
+    /// `budget_exceeded`).
+    pub fn with_limits(mut self, limits: Arc<TurnLimits>) -> Self {
+        // A worker holds the only reference to its shared part until it runs.
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.limits = Some(limits);
+        }
+        self
     }
 
     /// This worker's consumer name in the group.
@@ -281,6 +301,23 @@ async fn execute(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemaphor
         )
         .await;
     let started = Instant::now();
+    let charge = match &shared.limits {
+        Some(limits) => match RunCharge::reserve(limits, &record).await {
+            Ok(charge) => Some(charge),
+            Err(failure) => {
+                shared.metrics.runs.running.dec();
+                lock(&shared.in_flight).remove(&delivery.entry);
+                let outcome = Some((
+                    RunStatus::Failed,
+                    failure_value(&failure),
+                    failure.retryable,
+                ));
+                conclude(&shared, &delivery, &record, attempt, outcome, started, None).await;
+                return;
+            }
+        },
+        None => None,
+    };
     let deadline = Duration::from_secs_f64(runs.settings.run_timeout_seconds);
     let outcome = tokio::select! {
         result = tokio::time::timeout(deadline, shared.executor.execute(&record, attempt, runs)) => {
@@ -303,6 +340,37 @@ async fn execute(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemaphor
     };
     shared.metrics.runs.running.dec();
     lock(&shared.in_flight).remove(&delivery.entry);
+    conclude(
+        &shared, &delivery, &record, attempt, outcome, started, charge,
+    )
+    .await;
+}
+
+/// What an execution ended with: its status, the output or error, and whether another
+/// attempt may succeed; `None` when the run was taken over.
+type Outcome = Option<(RunStatus, Value, bool)>;
+
+/// Settles `charge` and records `outcome` (or hands the run back for another attempt).
+/// The charge is the run's real tokens when it succeeded, else its estimate (the usage
+/// of an execution that ended without an output is unknown); it is settled before the
+/// outcome is recorded, so a finished run's tokens are in its submitter's usage.
+async fn conclude(
+    shared: &Shared,
+    delivery: &Delivery,
+    record: &RunRecord,
+    attempt: u32,
+    outcome: Outcome,
+    started: Instant,
+    charge: Option<RunCharge>,
+) {
+    let runs = &shared.runs;
+    if let Some(charge) = charge {
+        let tokens = match &outcome {
+            Some((RunStatus::Succeeded, output, _)) => output_tokens(output),
+            _ => None,
+        };
+        charge.settle(tokens).await;
+    }
     let Some((status, value, retryable)) = outcome else {
         tracing::info!(run = %record.id, attempt, "the run was taken over by another worker");
         return;
@@ -316,19 +384,19 @@ async fn execute(shared: Arc<Shared>, delivery: Delivery, _permit: OwnedSemaphor
                 &json!({"attempt": attempt, "error": value}),
             )
             .await;
-        if let Err(error) = runs.hand_back(&shared.consumer, &delivery).await {
+        if let Err(error) = runs.hand_back(&shared.consumer, delivery).await {
             tracing::warn!(%error, run = %record.id, "cannot hand a run back; it is retried after the visibility timeout");
         }
         return;
     }
-    match runs.finish(&record, attempt, status, &value).await {
+    match runs.finish(record, attempt, status, &value).await {
         Ok(true) => {
             shared
                 .metrics
                 .runs
                 .finished(status.as_str(), Some(started.elapsed()));
             if let Ok(Some(record)) = runs.load(&record.id).await {
-                notify(&shared, &record).await;
+                notify(shared, &record).await;
             }
         }
         Ok(false) => {
@@ -414,7 +482,8 @@ impl WorkerHandle {
             executor,
             Arc::clone(&state.metrics),
             concurrency,
-        );
+        )
+        .with_limits(Arc::clone(&state.limits));
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(worker.run(stopped, grace));
         Some(Self { stop, task })

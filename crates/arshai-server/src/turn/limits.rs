@@ -142,6 +142,41 @@ impl TurnLimits {
         }
     }
 
+    /// Reserves `caller`'s budgets for work admitted earlier (a background run's
+    /// execution: its request was counted when it was submitted), without a rate check:
+    /// 429 `budget_exceeded` when a budget is spent, 503 when the backend is unreachable.
+    pub async fn reserve_budget(
+        &self,
+        caller: &Caller,
+        estimate: u64,
+    ) -> Result<BudgetReservation, ApiError> {
+        self.budgets
+            .reserve(&caller.subject(&self.settings), estimate)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Settles a [`Self::reserve_budget`] reservation with the real `tokens`, and charges
+    /// them to `caller`'s tokens-per-minute limits (which may leave them in debt).
+    pub async fn settle_background(
+        &self,
+        caller: &Caller,
+        budget: BudgetReservation,
+        tokens: u64,
+    ) -> Result<(), ApiError> {
+        let subject = caller.subject(&self.settings);
+        let settled = self
+            .budgets
+            .settle(budget, tokens)
+            .await
+            .map_err(unavailable);
+        self.limiter
+            .charge(&subject, tokens)
+            .await
+            .map_err(unavailable)?;
+        settled
+    }
+
     /// Every budget of `caller` this period (`GET /v1/usage`).
     pub async fn usage(&self, caller: &Caller) -> Result<Vec<BudgetStatus>, ApiError> {
         self.gate

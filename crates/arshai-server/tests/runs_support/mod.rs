@@ -67,6 +67,25 @@ impl Fleet {
         .await
     }
 
+    /// `arshai worker --config <config> --concurrency n`.
+    pub async fn worker_config(
+        &self,
+        concurrency: usize,
+        config: &str,
+    ) -> anyhow::Result<Instance> {
+        self.spawn(
+            &[
+                "worker",
+                "--config",
+                config,
+                "--concurrency",
+                &concurrency.to_string(),
+            ],
+            &[],
+        )
+        .await
+    }
+
     /// `arshai worker --concurrency n`, with its health listener.
     pub async fn worker(&self, concurrency: usize) -> anyhow::Result<Instance> {
         self.spawn(&["worker", "--concurrency", &concurrency.to_string()], &[])

@@ -162,6 +162,29 @@ impl RateLimiter {
         }
     }
 
+    /// Charges `tokens` used without a check of their own to `subject`'s tokens-per-minute
+    /// limits: the real usage of work admitted earlier (a background run, admitted when it
+    /// was submitted and executed later). One atomic increment per limit (no
+    /// read-then-write); like a settle beyond its estimate it may leave the limits in debt,
+    /// so later calls wait until it is repaid.
+    pub async fn charge(&self, subject: &Subject, tokens: u64) -> Result<(), LimitError> {
+        let reservation = TokenReservation {
+            tenant: subject.tenant.clone(),
+            key_id: subject.key_id.clone(),
+            key_tpm: subject
+                .key_id
+                .as_ref()
+                .and(subject.key_limits.tokens_per_minute)
+                .map(|limit| limit.max(1)),
+            tenant_tpm: subject
+                .tenant_limits
+                .tokens_per_minute
+                .map(|limit| limit.max(1)),
+            estimate: 0,
+        };
+        self.settle(reservation, tokens).await
+    }
+
     /// Settles a reservation with the real usage: refunds what was reserved and not used,
     /// or charges what was used beyond it (which may leave the key in debt: later calls
     /// wait until it is repaid). Not retried: a settle whose reply is lost may or may not

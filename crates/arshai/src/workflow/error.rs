@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::checkpoint::CheckpointError;
 use crate::agent::{AgentError, ToolError};
 
 /// Why a workflow definition was refused (when it is built, so at start-up for the
@@ -177,6 +178,16 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// A node's checkpoint could not be read or written ([`super::RunOptions::checkpoints`]).
+    #[error("workflow {workflow:?}: the checkpoint of {path:?}: {error}")]
+    Checkpoint {
+        /// The workflow.
+        workflow: String,
+        /// The node's checkpoint path.
+        path: String,
+        /// Why.
+        error: CheckpointError,
+    },
 }
 
 impl RunError {
@@ -194,7 +205,7 @@ impl RunError {
     }
 
     /// A short class of the failure, for metrics: `node_failed`, `node_timeout`,
-    /// `step_limit`, `timeout` or `no_route`.
+    /// `step_limit`, `timeout`, `no_route` or `checkpoint`.
     pub fn class(&self) -> &'static str {
         match self {
             Self::Node { .. } => match self.node_error() {
@@ -204,6 +215,7 @@ impl RunError {
             Self::StepLimit { .. } => "step_limit",
             Self::Timeout { .. } => "timeout",
             Self::NoRoute { .. } => "no_route",
+            Self::Checkpoint { .. } => "checkpoint",
         }
     }
 }

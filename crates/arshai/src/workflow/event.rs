@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
+use super::checkpoint::Checkpoints;
 use super::error::RunError;
 use crate::agent::{AgentEvent, Delivery};
 use crate::llm::Usage;
@@ -22,15 +23,19 @@ pub enum StepStatus {
     Failed,
     /// It passed its timeout (the run took its fallback edge, or failed).
     TimedOut,
+    /// It was not run: an earlier attempt of the run finished it, and its recorded output
+    /// was used ([`RunOptions::checkpoints`]).
+    Restored,
 }
 
 impl StepStatus {
-    /// `ok`, `failed` or `timed_out`.
+    /// `ok`, `failed`, `timed_out` or `restored`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Failed => "failed",
             Self::TimedOut => "timed_out",
+            Self::Restored => "restored",
         }
     }
 }
@@ -114,6 +119,16 @@ pub struct RunOptions {
     pub delivery: Delivery,
     /// Sees each step as it ends.
     pub observer: Option<Arc<dyn StepObserver>>,
+    /// Where each finished node is recorded, so that a retried run with the same store
+    /// (and the same `run_id`) resumes from its last checkpoint instead of running
+    /// finished nodes again (`super::checkpoint` describes the paths). `None`: nothing is
+    /// recorded.
+    ///
+    /// Agent nodes' turns on a conversation carry the idempotency key
+    /// `<run_id>:<node path>`, so a node that committed its turn but whose run died before
+    /// the checkpoint was saved is answered from the turn's receipt on the retry instead
+    /// of recording the turn twice.
+    pub checkpoints: Option<Arc<dyn Checkpoints>>,
 }
 
 impl Default for RunOptions {
@@ -125,6 +140,7 @@ impl Default for RunOptions {
             request_id: None,
             delivery: Delivery::Whole,
             observer: None,
+            checkpoints: None,
         }
     }
 }
@@ -137,6 +153,7 @@ impl std::fmt::Debug for RunOptions {
             .field("conversation", &self.conversation)
             .field("request_id", &self.request_id)
             .field("delivery", &self.delivery)
+            .field("checkpoints", &self.checkpoints.is_some())
             .finish_non_exhaustive()
     }
 }

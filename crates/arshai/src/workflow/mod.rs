@@ -22,12 +22,14 @@
 //! - `bounds` — [`Bounds`].
 //! - `definition`, `builder`, `validate` — [`Workflow`] and how it is built and checked.
 //! - `run`, `event` — the engine, [`WorkflowEvent`], [`RunOutput`], [`RunOptions`].
+//! - `checkpoint` — [`Checkpoints`]: per-node checkpoints, so a retried run resumes.
 //! - `batch` — [`run_batch`].
 //! - `settings`, `registry` — `[[workflows]]` and [`WorkflowRegistry`].
 
 mod batch;
 mod bounds;
 mod builder;
+mod checkpoint;
 mod chooser;
 mod condition;
 mod definition;
@@ -47,6 +49,9 @@ mod tests;
 pub use batch::run_batch;
 pub use bounds::Bounds;
 pub use builder::WorkflowBuilder;
+pub use checkpoint::{
+    CHECKPOINT_TIMEOUT, Checkpoint, CheckpointError, Checkpoints, MemoryCheckpoints,
+};
 pub use chooser::{AgentChooser, ChooseError, EdgeChooser, FnChooser, target_named};
 pub use condition::Condition;
 pub use definition::Workflow;

@@ -6,9 +6,15 @@
 //! is dropped with it (a client that leaves cancels the run and its upstream calls). The
 //! branches of a fan-out run concurrently in that same task: nodes wait on I/O (models,
 //! tools); a CPU-heavy function node moves its work to `spawn_blocking`.
+//!
+//! With [`RunOptions::checkpoints`] each finished node is recorded (its path is described
+//! in `checkpoint`) and a node recorded by an earlier attempt of the run is not run again:
+//! its recorded output is merged and its step reported as [`StepStatus::Restored`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::future::{BoxFuture, join_all};
@@ -17,6 +23,8 @@ use futures::{FutureExt, SinkExt};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::checkpoint::{CHECKPOINT_TIMEOUT, Checkpoint, CheckpointError};
+use super::chooser::{ChooseError, EdgeChooser};
 use super::definition::Workflow;
 use super::error::{NodeError, RunError};
 use super::event::{RunOptions, RunOutput, Step, StepStatus, WorkflowEvent, WorkflowEventStream};
@@ -51,8 +59,35 @@ struct Finished<'w> {
 /// What every node of one run shares.
 struct Walk<'r> {
     options: &'r RunOptions,
+    /// Prefix of the steps' names (`outer/` in a nested workflow).
     prefix: &'r str,
+    /// Prefix of the checkpoint paths (`outer#1/` in a nested workflow).
+    path_prefix: &'r str,
     taken: AtomicUsize,
+    /// How many times this walk reached each node.
+    visits: Mutex<HashMap<String, u32>>,
+}
+
+impl Walk<'_> {
+    /// The checkpoint path of the next visit of `node`: `<prefix><node>#<visit>`.
+    fn path(&self, node: &str) -> String {
+        let mut visits = self
+            .visits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let visit = visits.entry(node.to_owned()).or_insert(0);
+        *visit += 1;
+        format!("{}{node}#{visit}", self.path_prefix)
+    }
+}
+
+/// `work` on the checkpoint store, within [`CHECKPOINT_TIMEOUT`].
+async fn bounded<T>(
+    work: impl Future<Output = Result<T, CheckpointError>>,
+) -> Result<T, CheckpointError> {
+    tokio::time::timeout(CHECKPOINT_TIMEOUT, work)
+        .await
+        .unwrap_or(Err(CheckpointError::Timeout(CHECKPOINT_TIMEOUT)))
 }
 
 impl Workflow {
@@ -63,7 +98,7 @@ impl Workflow {
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
         let producer = async move {
             let mut last = sender.clone();
-            let result = self.execute(input, &options, Some(sender), "").await;
+            let result = self.execute(input, &options, Some(sender), "", "").await;
             let _ = last.send(result.map(WorkflowEvent::Done)).await;
         }
         .into_stream()
@@ -78,22 +113,26 @@ impl Workflow {
         input: Value,
         options: RunOptions,
     ) -> Result<RunOutput, RunError> {
-        self.execute(input, &options, None, "").await
+        self.execute(input, &options, None, "", "").await
     }
 
-    /// One run within the total timeout; `prefix` names the nodes of a nested run.
+    /// One run within the total timeout; `prefix` names the nodes of a nested run and
+    /// `path_prefix` their checkpoints.
     fn execute<'a>(
         &'a self,
         input: Value,
         options: &'a RunOptions,
         events: Option<Sender>,
         prefix: &'a str,
+        path_prefix: &'a str,
     ) -> BoxFuture<'a, Result<RunOutput, RunError>> {
         async move {
             let walk = Walk {
                 options,
                 prefix,
+                path_prefix,
                 taken: AtomicUsize::new(0),
+                visits: Mutex::new(HashMap::new()),
             };
             let run = self.walk(input, &walk, events);
             match self.bounds.timeout {
@@ -124,10 +163,13 @@ impl Workflow {
         let mut route = &self.entry;
         let mut from: Option<&str> = None;
         loop {
-            match self.resolve(route, &state, from).await? {
+            match self.resolve(route, &state, from, walk).await? {
                 Hop::End => break,
                 Hop::Node(node) => {
-                    let done = self.run_node(node, &state, walk, events.clone()).await?;
+                    let path = walk.path(&node.name);
+                    let done = self
+                        .run_node(node, &state, walk, events.clone(), path)
+                        .await?;
                     route = &done.node.route;
                     from = Some(&done.node.name);
                     last = absorb(&mut state, &mut steps, &mut usage, done);
@@ -136,7 +178,11 @@ impl Workflow {
                     let runs = branches
                         .iter()
                         .filter_map(|branch| self.node(branch))
-                        .map(|node| self.run_node(node, &state, walk, events.clone()));
+                        .map(|node| {
+                            // Paths are taken here, in declared order, before any branch runs.
+                            let path = walk.path(&node.name);
+                            self.run_node(node, &state, walk, events.clone(), path)
+                        });
                     let results = join_all(runs).await;
                     let mut outputs = Map::new();
                     for result in results {
@@ -148,7 +194,10 @@ impl Workflow {
                     match join.and_then(|join| self.node(join)) {
                         Some(join) => {
                             // The join is reached like any other node: through a route.
-                            let done = self.run_node(join, &state, walk, events.clone()).await?;
+                            let path = walk.path(&join.name);
+                            let done = self
+                                .run_node(join, &state, walk, events.clone(), path)
+                                .await?;
                             route = &done.node.route;
                             from = Some(&done.node.name);
                             last = absorb(&mut state, &mut steps, &mut usage, done);
@@ -177,6 +226,7 @@ impl Workflow {
         route: &'w Route,
         state: &WorkflowState,
         from: Option<&str>,
+        walk: &Walk<'_>,
     ) -> Result<Hop<'w>, RunError> {
         let no_route = |reason: String| RunError::NoRoute {
             workflow: self.name.clone(),
@@ -199,10 +249,10 @@ impl Workflow {
                 .or(otherwise.as_deref())
                 .ok_or_else(|| no_route("no condition holds and there is no default".to_owned()))?,
             Route::Chosen { chooser, targets } => {
-                let chosen = chooser
-                    .choose(state, targets)
-                    .await
-                    .map_err(|error| no_route(error.0))?;
+                let chosen = self
+                    .choose(chooser.as_ref(), targets, state, from, walk)
+                    .await?;
+                let chosen = chosen.map_err(|error| no_route(error.0))?;
                 targets
                     .iter()
                     .find(|target| **target == chosen)
@@ -215,14 +265,67 @@ impl Workflow {
             .ok_or_else(|| no_route(format!("{target:?} is not a node")))
     }
 
-    /// Runs `node`, and its fallbacks in turn while they fail.
+    /// What `chooser` picks among `targets` leaving `from`. With checkpoints the choice
+    /// is recorded (at `<from>@route#<visit>`, `entry@route#1` for the entry) and a
+    /// recorded choice is used instead of asking again, so a resumed run takes the same
+    /// path even when the chooser is a model.
+    async fn choose(
+        &self,
+        chooser: &dyn EdgeChooser,
+        targets: &[String],
+        state: &WorkflowState,
+        from: Option<&str>,
+        walk: &Walk<'_>,
+    ) -> Result<Result<String, ChooseError>, RunError> {
+        let Some(store) = walk.options.checkpoints.as_deref() else {
+            return Ok(chooser.choose(state, targets).await);
+        };
+        let path = walk.path(&format!("{}@route", from.unwrap_or("entry")));
+        let checkpoint_error = |error: CheckpointError| RunError::Checkpoint {
+            workflow: self.name.clone(),
+            path: path.clone(),
+            error,
+        };
+        if let Some(recorded) = bounded(store.load(&path)).await.map_err(checkpoint_error)? {
+            return Ok(Ok(recorded.node));
+        }
+        let chosen = chooser.choose(state, targets).await;
+        if let Ok(target) = &chosen {
+            let checkpoint = Checkpoint {
+                node: target.clone(),
+                output: Value::Null,
+                errors: Vec::new(),
+                usage: Usage::default(),
+            };
+            bounded(store.save(&path, &checkpoint))
+                .await
+                .map_err(checkpoint_error)?;
+        }
+        Ok(chosen)
+    }
+
+    /// Runs `node`, and its fallbacks in turn while they fail; `path` is its checkpoint
+    /// path (the whole chain is one checkpoint). A chain an earlier attempt recorded is
+    /// restored instead of run.
     async fn run_node<'w>(
         &'w self,
         node: &'w Node,
         state: &WorkflowState,
         walk: &Walk<'_>,
         mut events: Option<Sender>,
+        path: String,
     ) -> Result<Finished<'w>, RunError> {
+        let checkpoint_error = |error: CheckpointError| RunError::Checkpoint {
+            workflow: self.name.clone(),
+            path: path.clone(),
+            error,
+        };
+        let store = walk.options.checkpoints.as_deref();
+        if let Some(store) = store
+            && let Some(recorded) = bounded(store.load(&path)).await.map_err(checkpoint_error)?
+        {
+            return self.restore(node, recorded, walk, events, &path).await;
+        }
         let mut current = node;
         let mut errors = Vec::new();
         let mut steps = Vec::new();
@@ -246,8 +349,21 @@ impl Workflow {
             .await;
             let started = Instant::now();
             let view = fallback_state.as_ref().unwrap_or(state);
+            // A fallback's own path within the chain names its agent turn and nested run.
+            let exec_path = if std::ptr::eq(current, node) {
+                path.clone()
+            } else {
+                format!("{path}>{}", current.name)
+            };
             let mut result = self
-                .execute_node(current, view, walk.options, events.clone(), &label)
+                .execute_node(
+                    current,
+                    view,
+                    walk.options,
+                    events.clone(),
+                    &label,
+                    &exec_path,
+                )
                 .await;
             if let Ok((_, _, nested)) = &mut result {
                 // A nested workflow's steps come before its own.
@@ -271,6 +387,17 @@ impl Workflow {
             steps.push(step);
             match result {
                 Ok((output, usage, _)) => {
+                    if let Some(store) = store {
+                        let checkpoint = Checkpoint {
+                            node: current.name.clone(),
+                            output: output.clone(),
+                            errors: errors.clone(),
+                            usage,
+                        };
+                        bounded(store.save(&path, &checkpoint))
+                            .await
+                            .map_err(checkpoint_error)?;
+                    }
                     return Ok(Finished {
                         node: current,
                         output,
@@ -306,7 +433,63 @@ impl Workflow {
         }
     }
 
-    /// Runs one node within its timeout: its output and the tokens it used.
+    /// The chain of `node` as an earlier attempt recorded it: one `restored` step, the
+    /// recorded output, failures and tokens (counted toward the step bound as one step).
+    async fn restore<'w>(
+        &'w self,
+        node: &'w Node,
+        recorded: Checkpoint,
+        walk: &Walk<'_>,
+        mut events: Option<Sender>,
+        path: &str,
+    ) -> Result<Finished<'w>, RunError> {
+        let taken = walk.taken.fetch_add(1, Ordering::Relaxed);
+        if let Some(max_steps) = self.bounds.max_steps
+            && taken >= max_steps
+        {
+            return Err(RunError::StepLimit {
+                workflow: self.name.clone(),
+                max_steps,
+                node: node.name.clone(),
+            });
+        }
+        let produced = self
+            .node(&recorded.node)
+            .ok_or_else(|| RunError::Checkpoint {
+                workflow: self.name.clone(),
+                path: path.to_owned(),
+                error: CheckpointError::Corrupt(format!(
+                    "it names the node {:?}, which this workflow does not have",
+                    recorded.node
+                )),
+            })?;
+        let label = format!("{}{}", walk.prefix, node.name);
+        emit(&mut events, || WorkflowEvent::NodeStarted {
+            node: label.clone(),
+        })
+        .await;
+        let step = Step {
+            node: label,
+            status: StepStatus::Restored,
+            duration: Duration::ZERO,
+            error: None,
+        };
+        if let Some(observer) = &walk.options.observer {
+            observer.step_finished(&self.name, &step);
+        }
+        emit(&mut events, || WorkflowEvent::NodeFinished(step.clone())).await;
+        Ok(Finished {
+            node: produced,
+            output: recorded.output,
+            errors: recorded.errors,
+            steps: vec![step],
+            usage: recorded.usage,
+        })
+    }
+
+    /// Runs one node within its timeout: its output and the tokens it used. `path` is
+    /// its checkpoint path (the prefix of a nested run's paths, and its agent turn's
+    /// idempotency key).
     async fn execute_node(
         &self,
         node: &Node,
@@ -314,6 +497,7 @@ impl Workflow {
         options: &RunOptions,
         events: Option<Sender>,
         label: &str,
+        path: &str,
     ) -> Result<(Value, Usage, Vec<Step>), NodeError> {
         let input = state
             .read(&node.input)
@@ -324,7 +508,7 @@ impl Workflow {
             match &node.kind {
                 NodeKind::Agent(agent) => {
                     let (reply, usage) =
-                        agent_turn(agent, node.memory, input, options, events, label).await?;
+                        agent_turn(agent, node.memory, input, options, events, label, path).await?;
                     Ok((reply, usage, Vec::new()))
                 }
                 NodeKind::Tool(tool) => Ok((
@@ -334,8 +518,9 @@ impl Workflow {
                 )),
                 NodeKind::Workflow(inner) => {
                     let prefix = format!("{label}/");
+                    let path_prefix = format!("{path}/");
                     let run = inner
-                        .execute(input, options, events, &prefix)
+                        .execute(input, options, events, &prefix, &path_prefix)
                         .await
                         .map_err(|error| NodeError::Workflow(Box::new(error)))?;
                     Ok((run.output, run.usage, run.steps))
@@ -386,7 +571,9 @@ async fn emit(events: &mut Option<Sender>, make: impl FnOnce() -> WorkflowEvent)
     }
 }
 
-/// One turn of `agent` on `input`: the reply's text and the tokens used.
+/// One turn of `agent` on `input`: the reply's text and the tokens used. The turn's
+/// idempotency key is `<run id>:<path>`, so a retried run's repeated turn is answered from
+/// the first one's receipt.
 async fn agent_turn(
     agent: &Arc<dyn crate::agent::Agent>,
     memory: NodeMemory,
@@ -394,6 +581,7 @@ async fn agent_turn(
     options: &RunOptions,
     events: Option<Sender>,
     label: &str,
+    path: &str,
 ) -> Result<(Value, Usage), NodeError> {
     let text = match input {
         Value::String(text) => text,
@@ -406,6 +594,7 @@ async fn agent_turn(
     let turn = AgentInput {
         tenant: options.tenant.clone(),
         request_id: options.request_id.clone(),
+        idempotency_key: Some(format!("{}:{path}", options.run_id)),
         delivery: options.delivery,
         ..AgentInput::with_messages(conversation, vec![Message::user(text)])
     };

@@ -690,3 +690,306 @@ fn invalid_declared_workflows_are_refused_naming_the_problem() {
         "workflow \"w\" has the cycle a -> a but no step bound: set max_steps"
     );
 }
+
+/// A function node answering `value` that counts its executions in `runs`.
+fn counted(name: &str, value: Value, runs: &Arc<AtomicUsize>) -> Node {
+    let runs = Arc::clone(runs);
+    Node::from_fn(name, move |_| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        let value = value.clone();
+        async move { Ok(value) }
+    })
+}
+
+fn resumable(run_id: &str, store: &Arc<MemoryCheckpoints>) -> RunOptions {
+    RunOptions {
+        run_id: run_id.to_owned(),
+        checkpoints: Some(Arc::clone(store) as Arc<dyn Checkpoints>),
+        ..RunOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_second_run_with_the_same_checkpoints_does_not_run_finished_nodes_again() {
+    let counts: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let workflow = Workflow::builder("pipeline")
+        .node(counted("fetch", json!({"rows": 3}), &counts[0]))
+        .node(counted("sum", json!(6), &counts[1]))
+        .node(counted("report", json!("six"), &counts[2]))
+        .edge("fetch", "sum")
+        .edge("sum", "report")
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    let first = workflow
+        .run_to_end(json!("go"), resumable("run-1", &store))
+        .await
+        .unwrap();
+    assert_eq!(store.paths(), ["fetch#1", "report#1", "sum#1"]);
+    let second = workflow
+        .run_to_end(json!("go"), resumable("run-1", &store))
+        .await
+        .unwrap();
+    let runs: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(runs, [1, 1, 1], "no node ran twice");
+    assert_eq!(
+        nodes_of(&second),
+        [
+            ("fetch", StepStatus::Restored),
+            ("sum", StepStatus::Restored),
+            ("report", StepStatus::Restored)
+        ]
+    );
+    assert_eq!(
+        (&second.output, &second.state),
+        (&first.output, &first.state)
+    );
+    // A run without the store runs everything again.
+    run(&workflow, json!("go")).await.unwrap();
+    let runs: Vec<usize> = counts.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(runs, [2, 2, 2]);
+}
+
+#[tokio::test]
+async fn a_failed_run_retried_with_its_checkpoints_resumes_at_the_failed_node() {
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let tries = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&tries);
+    let workflow = Workflow::builder("flaky")
+        .node(counted("fetch", json!("data"), &fetched))
+        .node(
+            Node::from_fn("flaky", move |input: Value| {
+                let attempt = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if attempt == 0 {
+                        Err(NodeError::function("the service is down"))
+                    } else {
+                        Ok(json!({"processed": input}))
+                    }
+                }
+            })
+            .input("/fetch"),
+        )
+        .node(Node::from_fn("done", |input: Value| async move { Ok(input) }).input("/flaky"))
+        .edge("fetch", "flaky")
+        .edge("flaky", "done")
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    let error = workflow
+        .run_to_end(json!(null), resumable("run-2", &store))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("the service is down"), "{error}");
+    assert_eq!(store.paths(), ["fetch#1"], "a failed node is not recorded");
+    let output = workflow
+        .run_to_end(json!(null), resumable("run-2", &store))
+        .await
+        .unwrap();
+    assert_eq!(fetched.load(Ordering::SeqCst), 1, "fetch was restored");
+    assert_eq!(tries.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        nodes_of(&output),
+        [
+            ("fetch", StepStatus::Restored),
+            ("flaky", StepStatus::Ok),
+            ("done", StepStatus::Ok)
+        ]
+    );
+    assert_eq!(output.output, json!({"processed": "data"}));
+}
+
+#[tokio::test]
+async fn checkpoint_paths_count_visits_and_name_fan_out_nested_and_fallback_nodes() {
+    let cycle = Workflow::builder("loop")
+        .node(constant("ping", json!("ping")))
+        .node(constant("pong", json!("pong")))
+        .edge("ping", "pong")
+        .edge("pong", "ping")
+        .max_steps(5)
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    let error = cycle
+        .run_to_end(json!(null), resumable("r", &store))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "step_limit");
+    assert_eq!(
+        store.paths(),
+        ["ping#1", "ping#2", "ping#3", "pong#1", "pong#2"]
+    );
+    // The resumed run restores every recorded visit and stops at the same bound.
+    let error = cycle
+        .run_to_end(json!(null), resumable("r", &store))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "step_limit");
+
+    let outer = Workflow::builder("outer")
+        .node(constant("start", json!("go")))
+        .node(Node::workflow("desk", triage()))
+        .node(failing("shaky").fallback("steady"))
+        .node(constant("steady", json!("steady")))
+        .node(constant("join", json!("joined")))
+        .route("start", Route::parallel(["desk", "shaky"], Some("join")))
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    let first = outer
+        .run_to_end(json!("refund"), resumable("n", &store))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.paths(),
+        [
+            "desk#1",
+            "desk#1/billing#1",
+            "desk#1/classify#1",
+            "join#1",
+            "shaky#1",
+            "start#1"
+        ]
+    );
+    let resumed = outer
+        .run_to_end(json!("refund"), resumable("n", &store))
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes_of(&resumed),
+        [
+            ("start", StepStatus::Restored),
+            ("desk", StepStatus::Restored),
+            ("shaky", StepStatus::Restored),
+            ("join", StepStatus::Restored)
+        ]
+    );
+    // The fallback's output and the failure it replaced are restored too.
+    assert_eq!(resumed.state, first.state);
+    assert_eq!(resumed.state["steady"], json!("steady"));
+    assert!(
+        resumed.state[ERRORS_KEY]["shaky"].is_string(),
+        "{}",
+        resumed.state
+    );
+}
+
+/// An agent recording the idempotency key of each turn it is given.
+struct Keyed(Arc<std::sync::Mutex<Vec<Option<String>>>>);
+
+impl Agent for Keyed {
+    fn name(&self) -> &str {
+        "keyed"
+    }
+    fn agent_type(&self) -> &'static str {
+        "keyed"
+    }
+    fn turn(self: Arc<Self>, input: AgentInput) -> AgentEventStream {
+        self.0.lock().unwrap().push(input.idempotency_key.clone());
+        answer_once(async move { Ok(AgentOutput::text("noted", "keyed")) })
+    }
+}
+
+/// A store whose first save fails: a run that dies after a node finished, before its
+/// checkpoint was written.
+#[derive(Default)]
+struct LosesFirstSave {
+    inner: MemoryCheckpoints,
+    saves: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Checkpoints for LosesFirstSave {
+    async fn load(&self, path: &str) -> Result<Option<Checkpoint>, CheckpointError> {
+        self.inner.load(path).await
+    }
+    async fn save(&self, path: &str, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
+        if self.saves.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(CheckpointError::Unavailable("connection reset".to_owned()));
+        }
+        self.inner.save(path, checkpoint).await
+    }
+}
+
+#[tokio::test]
+async fn an_agent_node_repeated_after_a_lost_checkpoint_carries_the_same_idempotency_key() {
+    let keys = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let workflow = Workflow::builder("noted")
+        .node(Node::agent("note", Arc::new(Keyed(Arc::clone(&keys)))))
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(LosesFirstSave::default());
+    let options = RunOptions {
+        run_id: "run-7".to_owned(),
+        checkpoints: Some(Arc::clone(&store) as Arc<dyn Checkpoints>),
+        ..RunOptions::default()
+    };
+    let error = workflow
+        .run_to_end(json!("hello"), options.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "checkpoint");
+    assert!(error.to_string().contains("note#1"), "{error}");
+    let output = workflow.run_to_end(json!("hello"), options).await.unwrap();
+    assert_eq!(output.output, json!("noted"));
+    assert_eq!(
+        *keys.lock().unwrap(),
+        [
+            Some("run-7:note#1".to_owned()),
+            Some("run-7:note#1".to_owned())
+        ],
+        "the retried turn is the same turn to the turn protocol"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_run_takes_the_recorded_choice_of_a_chooser() {
+    // A chooser that changes its mind on every call (a model need not answer alike twice).
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    let fickle = FnChooser(move |_: &WorkflowState, targets: &[String]| {
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        Ok(targets[call % targets.len()].clone())
+    });
+    let tries = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&tries);
+    let workflow = Workflow::builder("fickle")
+        .node(constant("sales", json!("sold")))
+        .node(constant("support", json!("fixed")))
+        .node(Node::from_fn("finish", move |input: Value| {
+            let attempt = seen.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if attempt == 0 {
+                    Err(NodeError::function("not yet"))
+                } else {
+                    Ok(input)
+                }
+            }
+        }))
+        .entry_route(Route::chosen(fickle, ["sales", "support"]))
+        .edge("sales", "finish")
+        .edge("support", "finish")
+        .build()
+        .unwrap()
+        .shared();
+    let store = Arc::new(MemoryCheckpoints::new());
+    workflow
+        .run_to_end(json!("hi"), resumable("r", &store))
+        .await
+        .unwrap_err();
+    assert_eq!(store.paths(), ["entry@route#1", "sales#1"]);
+    let output = workflow
+        .run_to_end(json!("hi"), resumable("r", &store))
+        .await
+        .unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the choice was restored");
+    assert_eq!(
+        nodes_of(&output),
+        [("sales", StepStatus::Restored), ("finish", StepStatus::Ok)]
+    );
+}
