@@ -150,8 +150,8 @@ impl TurnLimits {
         caller: &Caller,
         estimate: u64,
     ) -> Result<BudgetReservation, ApiError> {
-        self.budgets
-            .reserve(&caller.subject(&self.settings), estimate)
+        self.gate
+            .reserve_budget(&caller.subject(&self.settings), estimate)
             .await
             .map_err(unavailable)
     }
@@ -164,17 +164,10 @@ impl TurnLimits {
         budget: BudgetReservation,
         tokens: u64,
     ) -> Result<(), ApiError> {
-        let subject = caller.subject(&self.settings);
-        let settled = self
-            .budgets
-            .settle(budget, tokens)
+        self.gate
+            .settle_background(&caller.subject(&self.settings), budget, tokens)
             .await
-            .map_err(unavailable);
-        self.limiter
-            .charge(&subject, tokens)
-            .await
-            .map_err(unavailable)?;
-        settled
+            .map_err(unavailable)
     }
 
     /// Every budget of `caller` this period (`GET /v1/usage`).

@@ -232,6 +232,30 @@ impl LimitGate {
         self.settlements.flush(within).await
     }
 
+    /// Reserves `subject`'s budgets for work admitted earlier (a background run's
+    /// execution: its request was counted when it was submitted), without a rate check.
+    pub async fn reserve_budget(
+        &self,
+        subject: &Subject,
+        estimate: u64,
+    ) -> Result<BudgetReservation, LimitError> {
+        self.budgets.reserve(subject, estimate).await
+    }
+
+    /// Settles a [`Self::reserve_budget`] reservation with the real `tokens` and charges
+    /// them to `subject`'s tokens-per-minute limits (which may leave them in debt), now —
+    /// the caller waits for both.
+    pub async fn settle_background(
+        &self,
+        subject: &Subject,
+        budget: BudgetReservation,
+        tokens: u64,
+    ) -> Result<(), LimitError> {
+        let settled = self.budgets.settle(budget, tokens).await;
+        self.limiter.charge(subject, tokens).await?;
+        settled
+    }
+
     /// Every budget of `subject` this period (`GET /v1/usage`).
     pub async fn usage(&self, subject: &Subject) -> Result<Vec<BudgetStatus>, LimitError> {
         self.budgets.usage(subject).await
