@@ -13,7 +13,7 @@ use super::idempotency::{key_for, receipt_body, recorded};
 use super::tool_loop::{self, Answer};
 use super::{
     Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender,
-    HistoryWindow, ToolSet, WorkingMemory, event_stream,
+    HistoryWindow, ToolContext, ToolSet, WorkingMemory, event_stream,
 };
 use crate::llm::{ChatRequest, LlmClient, Message, Role, Sampling};
 use crate::memory::{
@@ -328,6 +328,7 @@ impl ConversationAgent {
             &input.client_tools,
             chat,
             input.delivery,
+            &ToolContext::new(input.tenant.clone(), input.request_id.clone()),
             events,
         )
         .await

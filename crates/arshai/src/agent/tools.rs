@@ -23,7 +23,7 @@ pub use settings::{HttpToolSettings, McpServerSettings, ToolSettings};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -31,7 +31,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::llm::{Message, ToolCall, ToolDefinition};
+use crate::llm::{Message, ToolCall, ToolDefinition, Usage};
 
 /// Why a tool call failed. The message is sent back to the model as the call's result, so
 /// it can correct itself; it never ends the turn.
@@ -46,6 +46,50 @@ impl ToolError {
     }
 }
 
+/// What a tool call knows of the turn that makes it: the caller's tenant and request id,
+/// and where a tool that calls a model (an agent as a tool) adds the tokens it used, so
+/// that they count in the calling turn's usage (its limits, budgets and metrics).
+///
+/// ```
+/// use arshai::agent::ToolContext;
+/// use arshai::llm::Usage;
+///
+/// let context = ToolContext::new("acme", Some("req-1".to_owned()));
+/// context.add_usage(Usage { input_tokens: 3, output_tokens: 2, total_tokens: 5, ..Usage::default() });
+/// assert_eq!(context.take_usage().total_tokens, 5);
+/// assert_eq!(context.take_usage().total_tokens, 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ToolContext {
+    /// The tenant of the calling turn.
+    pub tenant: String,
+    /// The calling turn's correlation id.
+    pub request_id: Option<String>,
+    /// Tokens the tools used since the last [`ToolContext::take_usage`].
+    usage: Arc<Mutex<Usage>>,
+}
+
+impl ToolContext {
+    /// The context of a turn of `tenant` with `request_id`.
+    pub fn new(tenant: impl Into<String>, request_id: Option<String>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            request_id,
+            usage: Arc::default(),
+        }
+    }
+
+    /// Adds tokens a tool used to the calling turn's usage.
+    pub fn add_usage(&self, usage: Usage) {
+        *self.usage.lock().unwrap_or_else(PoisonError::into_inner) += usage;
+    }
+
+    /// The tokens added since the last call, resetting them.
+    pub fn take_usage(&self) -> Usage {
+        std::mem::take(&mut *self.usage.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Something the model can call.
 #[async_trait]
 pub trait Tool: Send + Sync + 'static {
@@ -55,6 +99,14 @@ pub trait Tool: Send + Sync + 'static {
     /// Runs the tool with arguments already parsed as JSON. The text returned is what the
     /// model sees.
     async fn call(&self, arguments: Value) -> Result<String, ToolError>;
+
+    /// Runs the tool for a turn: what the tool loop calls. A tool that needs the calling
+    /// turn's tenant or request id, or that uses tokens the turn should count, implements
+    /// this; the default ignores `context` and runs [`Tool::call`].
+    async fn call_in(&self, arguments: Value, context: &ToolContext) -> Result<String, ToolError> {
+        let _ = context;
+        self.call(arguments).await
+    }
 }
 
 /// A tool made from an async function of typed arguments `A`, whose JSON Schema is derived
@@ -163,12 +215,12 @@ impl ToolSet {
         self.tools.values().map(|tool| tool.definition()).collect()
     }
 
-    /// Runs `calls` concurrently; each yields one [`Message::tool_result`], in call order.
-    /// Unknown tools, invalid JSON arguments, failures and timeouts become error results the
-    /// model can read.
-    pub async fn execute(&self, calls: &[ToolCall]) -> Vec<Message> {
+    /// Runs `calls` concurrently for the turn `context` describes; each yields one
+    /// [`Message::tool_result`], in call order. Unknown tools, invalid JSON arguments,
+    /// failures and timeouts become error results the model can read.
+    pub async fn execute(&self, calls: &[ToolCall], context: &ToolContext) -> Vec<Message> {
         let runs = calls.iter().map(|call| async move {
-            let content = match self.run_one(call).await {
+            let content = match self.run_one(call, context).await {
                 Ok(output) => output,
                 Err(error) => serde_json::json!({ "error": error.0 }).to_string(),
             };
@@ -177,7 +229,7 @@ impl ToolSet {
         futures::future::join_all(runs).await
     }
 
-    async fn run_one(&self, call: &ToolCall) -> Result<String, ToolError> {
+    async fn run_one(&self, call: &ToolCall, context: &ToolContext) -> Result<String, ToolError> {
         let tool = self
             .tools
             .get(&call.name)
@@ -189,7 +241,7 @@ impl ToolSet {
         };
         let arguments: Value = serde_json::from_str(text)
             .map_err(|e| ToolError::new(format!("the arguments are not valid JSON: {e}")))?;
-        match tokio::time::timeout(self.call_timeout, tool.call(arguments)).await {
+        match tokio::time::timeout(self.call_timeout, tool.call_in(arguments, context)).await {
             Ok(result) => result,
             Err(_) => Err(ToolError::new(format!(
                 "the tool did not finish within {:?}",
@@ -220,7 +272,10 @@ mod tests {
         };
         let started = tokio::time::Instant::now();
         let results = tools
-            .execute(&[call("1", "slow"), call("2", "quick")])
+            .execute(
+                &[call("1", "slow"), call("2", "quick")],
+                &ToolContext::default(),
+            )
             .await;
         assert_eq!(started.elapsed(), tools.call_timeout);
         assert!(
