@@ -53,8 +53,8 @@ pub use settings::{
 };
 pub use tools::{
     AgentTool, CLOCK_TOOL_NAME, ClockTool, FnTool, HttpTool, HttpToolSettings, McpServer,
-    McpServerSettings, McpStartError, McpTool, Tool, ToolBuildError, ToolContext, ToolError,
-    ToolSet, ToolSettings, declared_tools,
+    McpServerSettings, McpStartError, McpTool, McpTools, Tool, ToolBuildError, ToolContext,
+    ToolError, ToolSet, ToolSettings, ToolSource, declared_tools,
 };
 pub use working_memory::{DEFAULT_INSTRUCTIONS as DEFAULT_MEMORY_INSTRUCTIONS, WorkingMemory};
 

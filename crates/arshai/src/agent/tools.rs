@@ -17,7 +17,7 @@ pub use agent_tool::AgentTool;
 pub use clock::{CLOCK_TOOL_NAME, ClockTool};
 pub use declared::{ToolBuildError, declared_tools};
 pub use http::HttpTool;
-pub use mcp::{McpServer, McpStartError, McpTool};
+pub use mcp::{McpServer, McpStartError, McpTool, McpTools};
 pub use settings::{HttpToolSettings, McpServerSettings, ToolSettings};
 
 use std::collections::BTreeMap;
@@ -151,10 +151,20 @@ where
     }
 }
 
+/// Tools whose list can change while the agent runs: an MCP server's ([`McpTools`]), listed
+/// again when it reconnects or says its list changed. A [`ToolSet`] asks at every turn.
+pub trait ToolSource: Send + Sync + 'static {
+    /// The tools offered now.
+    fn tools(&self) -> Vec<Arc<dyn Tool>>;
+}
+
 /// The tools of an agent, and how their calls are run.
 #[derive(Clone)]
 pub struct ToolSet {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Lists that may change; a fixed tool of the same name comes first, then the earlier
+    /// source.
+    sources: Vec<Arc<dyn ToolSource>>,
     /// Rounds of tool calls allowed in one turn before the model must answer in text.
     pub max_rounds: usize,
     /// Bound on one tool call; a slower call is reported to the model as failed.
@@ -165,6 +175,7 @@ impl std::fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ToolSet")
             .field("tools", &self.tools.keys().collect::<Vec<_>>())
+            .field("sources", &self.sources.len())
             .field("max_rounds", &self.max_rounds)
             .field("call_timeout", &self.call_timeout)
             .finish()
@@ -175,6 +186,7 @@ impl Default for ToolSet {
     fn default() -> Self {
         Self {
             tools: BTreeMap::new(),
+            sources: Vec::new(),
             max_rounds: 8,
             call_timeout: Duration::from_secs(30),
         }
@@ -200,19 +212,53 @@ impl ToolSet {
         self
     }
 
-    /// Whether the set has a tool named `name`.
+    /// Adds a list of tools that may change (an MCP server's): asked at every turn.
+    pub fn with_source(mut self, source: Arc<dyn ToolSource>) -> Self {
+        self.sources.push(source);
+        self
+    }
+
+    /// Whether the set has a tool named `name` now.
     pub fn contains(&self, name: &str) -> bool {
-        self.tools.contains_key(name)
+        self.get(name).is_some()
     }
 
-    /// Whether the set has no tool.
+    /// Whether the set has no tool now.
     pub fn is_empty(&self) -> bool {
-        self.tools.is_empty()
+        self.tools.is_empty() && self.sources.iter().all(|source| source.tools().is_empty())
     }
 
-    /// The definitions offered to the model.
+    /// The definitions offered to the model now, by name: the fixed tools and each
+    /// source's, a name offered once (a fixed tool first, then the earlier source).
     pub fn definitions(&self) -> Vec<ToolDefinition> {
-        self.tools.values().map(|tool| tool.definition()).collect()
+        let mut definitions: Vec<ToolDefinition> =
+            self.tools.values().map(|tool| tool.definition()).collect();
+        for source in &self.sources {
+            for tool in source.tools() {
+                let definition = tool.definition();
+                if !definitions
+                    .iter()
+                    .any(|known| known.name == definition.name)
+                {
+                    definitions.push(definition);
+                }
+            }
+        }
+        definitions.sort_by(|a, b| a.name.cmp(&b.name));
+        definitions
+    }
+
+    /// The tool named `name` now.
+    fn get(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        if let Some(tool) = self.tools.get(name) {
+            return Some(Arc::clone(tool));
+        }
+        self.sources.iter().find_map(|source| {
+            source
+                .tools()
+                .into_iter()
+                .find(|tool| tool.definition().name == name)
+        })
     }
 
     /// Runs `calls` concurrently for the turn `context` describes; each yields one
@@ -231,7 +277,6 @@ impl ToolSet {
 
     async fn run_one(&self, call: &ToolCall, context: &ToolContext) -> Result<String, ToolError> {
         let tool = self
-            .tools
             .get(&call.name)
             .ok_or_else(|| ToolError::new(format!("there is no tool named {:?}", call.name)))?;
         let text = if call.arguments.trim().is_empty() {
