@@ -383,3 +383,50 @@ async fn the_openai_python_sdk_calls_a_workflow_by_name() {
     assert_eq!(stdout.trim(), "ok");
     assert_eq!(server.upstream.request_count(), 4);
 }
+
+#[tokio::test]
+async fn a_key_must_be_allowed_the_workflow_it_names() {
+    use arshai_server::settings::{ApiKeySettings, AuthSettings};
+
+    let upstream = FakeUpstream::start().await.expect("upstream");
+    let mut settings = load(&upstream);
+    let key = |tenant: &str, key: &str, agents: &[&str]| ApiKeySettings {
+        tenant: tenant.to_owned(),
+        key: Some(key.to_owned()),
+        agents: agents.iter().map(|name| (*name).to_owned()).collect(),
+        ..Default::default()
+    };
+    settings.auth = AuthSettings {
+        enabled: true,
+        keys: vec![
+            key("acme", "sk-desk", &["desk"]),
+            key("acme", "sk-triage-only", &["triage"]),
+        ],
+        keys_file: None,
+    };
+    let server = TestServer::start_with(upstream, settings).await;
+    let ask = |key: &'static str| {
+        server
+            .http
+            .post(server.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "desk", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+    };
+    let refused = ask("sk-triage-only").await.expect("request completes");
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    assert_eq!(body["error"]["param"], "model", "{body}");
+    assert_eq!(server.upstream.request_count(), 0);
+    let allowed = ask("sk-desk").await.expect("request completes");
+    assert_eq!(allowed.status(), 200);
+    let anonymous = server
+        .http
+        .post(server.url("/v1/chat/completions"))
+        .json(&json!({"model": "desk", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("request completes");
+    assert_eq!(anonymous.status(), 401);
+}
