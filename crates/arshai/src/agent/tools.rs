@@ -223,9 +223,9 @@ impl ToolSet {
         self.get(name).is_some()
     }
 
-    /// Whether the set has no tool now.
+    /// Whether the set has no tool and no source (a source may list tools later).
     pub fn is_empty(&self) -> bool {
-        self.tools.is_empty() && self.sources.iter().all(|source| source.tools().is_empty())
+        self.tools.is_empty() && self.sources.is_empty()
     }
 
     /// The definitions offered to the model now, by name: the fixed tools and each
