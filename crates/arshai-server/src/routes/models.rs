@@ -1,7 +1,7 @@
 //! `GET /v1/models` and `GET /v1/models/{model}`: the agents, as OpenAI model objects, so
 //! OpenAI clients can discover what to put in `model`; then the workflows
-//! (`owned_by: "arshai-workflow"`), which run at `/v1/workflows/{name}/runs` (not through
-//! `/v1/chat/completions`).
+//! (`owned_by: "arshai-workflow"`), which run at `/v1/workflows/{name}/runs` and, by name
+//! in `model`, through `/v1/chat/completions` (an agent of the same name comes first).
 
 use axum::Json;
 use axum::extract::State;

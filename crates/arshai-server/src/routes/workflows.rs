@@ -266,14 +266,21 @@ pub async fn post_run(
     Ok(admitted.settle_with_body(response, usage))
 }
 
-/// Counts one run in `arshai_workflow_runs_total`.
-struct RunCounter {
+/// Counts one run in `arshai_workflow_runs_total` (also for a workflow called through
+/// `/v1/chat/completions`).
+pub(crate) struct RunCounter {
     metrics: Arc<Metrics>,
     workflow: String,
 }
 
 impl RunCounter {
-    fn count(&self, status: &'static str) {
+    /// The counter of `workflow`'s runs.
+    pub(crate) fn new(metrics: Arc<Metrics>, workflow: String) -> Self {
+        Self { metrics, workflow }
+    }
+
+    /// Counts one run that ended with `status`.
+    pub(crate) fn count(&self, status: &'static str) {
         self.metrics
             .workflow_runs
             .get_or_create(&WorkflowRunLabels {
@@ -285,7 +292,7 @@ impl RunCounter {
 }
 
 /// The metrics status of a run that failed with `error`.
-fn status_of(error: &ApiError) -> &'static str {
+pub(crate) fn status_of(error: &ApiError) -> &'static str {
     match error {
         ApiError::Workflow(error) => error.class(),
         ApiError::RequestTimeout(_) => "request_timeout",
@@ -295,7 +302,7 @@ fn status_of(error: &ApiError) -> &'static str {
 }
 
 /// The next event of `events` within the stream's idle timeout and deadline.
-async fn next_within(
+pub(crate) async fn next_within(
     events: &mut WorkflowEventStream,
     bounds: &StreamBounds,
 ) -> Result<Option<WorkflowEvent>, ApiError> {

@@ -5,6 +5,10 @@ Usage: server.py stdio | server.py http PORT
 Tools: `add` (two integers), `whoami` (this process's id, to tell a restarted server from
 the first), `fail` (a tool error), `crash` (the process exits in the middle of the call)
 and `hang` (never answers).
+
+With `ARSHAI_MCP_GENERATIONS=PATH`, the server counts its starts in that file, a restarted
+server (any start after the first) lists `multiply` and no longer `fail`, and the tool
+`learn` adds `multiply` and sends `notifications/tools/list_changed`.
 """
 
 import os
@@ -12,7 +16,7 @@ import sys
 import threading
 import time
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
 server = MCPServer("arshai-test")
@@ -28,9 +32,46 @@ def whoami() -> str:
     return f"pid {os.getpid()}"
 
 
-@server.tool(description="Always fails.")
-def fail(reason: str) -> str:
-    raise ToolError(f"refused: {reason}")
+def multiply(a: int, b: int) -> str:
+    return f"{a} * {b} = {a * b}"
+
+
+GENERATIONS = os.environ.get("ARSHAI_MCP_GENERATIONS")
+
+
+def generation() -> int:
+    """This start's number (0 for the first) in the file ARSHAI_MCP_GENERATIONS names."""
+    path = GENERATIONS
+    if not path:
+        return 0
+    try:
+        with open(path) as file:
+            started = int(file.read().strip() or "0")
+    except FileNotFoundError:
+        started = 0
+    with open(path, "w") as file:
+        file.write(str(started + 1))
+    return started
+
+
+if generation() == 0:
+
+    @server.tool(description="Always fails.")
+    def fail(reason: str) -> str:
+        raise ToolError(f"refused: {reason}")
+
+else:
+    server.add_tool(multiply, description="Multiplies two integers.")
+
+
+async def learn(ctx: Context) -> str:
+    server.add_tool(multiply, description="Multiplies two integers.")
+    await ctx.session.send_tool_list_changed()
+    return "learned multiply"
+
+
+if GENERATIONS:
+    server.add_tool(learn, description="Adds the tool `multiply` and says the tool list changed.")
 
 
 @server.tool(description="Exits the server process in the middle of the call.")

@@ -13,7 +13,7 @@ use super::idempotency::{key_for, receipt_body, recorded};
 use super::tool_loop::{self, Answer};
 use super::{
     Agent, AgentError, AgentEvent, AgentEventStream, AgentInput, AgentOutput, EventSender,
-    HistoryWindow, ToolSet, WorkingMemory, event_stream,
+    HistoryWindow, TokenCounter, ToolContext, ToolSet, WorkingMemory, event_stream,
 };
 use crate::llm::{ChatRequest, LlmClient, Message, Role, Sampling};
 use crate::memory::{
@@ -80,6 +80,8 @@ pub struct ConversationAgent {
     llm: Arc<dyn LlmClient>,
     memory: Arc<dyn MemoryStore>,
     tools: Option<Arc<ToolSet>>,
+    /// How the history window counts tokens.
+    token_counter: TokenCounter,
 }
 
 /// Builds a [`ConversationAgent`]; see [`ConversationAgent::builder`].
@@ -131,6 +133,12 @@ impl ConversationAgentBuilder {
         self
     }
 
+    /// How the history window counts tokens (default: the conservative estimate).
+    pub fn token_counter(mut self, counter: TokenCounter) -> Self {
+        self.agent = self.agent.with_token_counter(counter);
+        self
+    }
+
     /// The agent.
     pub fn build(self) -> ConversationAgent {
         self.agent
@@ -149,6 +157,7 @@ impl ConversationAgent {
             llm,
             memory,
             tools: None,
+            token_counter: TokenCounter::Estimate,
         }
     }
 
@@ -171,6 +180,13 @@ impl ConversationAgent {
     /// This agent, letting its model call `tools` (run in parallel, in bounded rounds).
     pub fn with_tools(mut self, tools: ToolSet) -> Self {
         self.tools = (!tools.is_empty()).then(|| Arc::new(tools));
+        self
+    }
+
+    /// Counts the history window's tokens with `counter` (default: the conservative
+    /// estimate; [`TokenCounter::for_model`] picks the provider's tokenizer).
+    pub fn with_token_counter(mut self, counter: TokenCounter) -> Self {
+        self.token_counter = counter;
         self
     }
 
@@ -236,7 +252,9 @@ impl ConversationAgent {
         let previous_memory = stored.working_memory;
         let answered = self
             .answer(
-                self.config.history.apply(stored.messages),
+                self.config
+                    .history
+                    .apply_counted(stored.messages, &self.token_counter),
                 previous_memory.as_deref(),
                 &input,
                 events,
@@ -328,6 +346,7 @@ impl ConversationAgent {
             &input.client_tools,
             chat,
             input.delivery,
+            &ToolContext::new(input.tenant.clone(), input.request_id.clone()),
             events,
         )
         .await

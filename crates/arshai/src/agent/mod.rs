@@ -39,7 +39,9 @@ pub use error::AgentError;
 pub use event::{
     AgentEvent, AgentEventStream, EventSender, answer_once, collect_turn, event_stream,
 };
-pub use history::{DEFAULT_MAX_MESSAGES, HistoryWindow, estimated_tokens};
+pub use history::{
+    DEFAULT_MAX_MESSAGES, HistoryWindow, OpenAiEncoding, TokenCounter, estimated_tokens,
+};
 pub use idempotency::{conversation_for_key, fingerprint};
 pub use io::{AgentInput, AgentOutput, ConversationRef, Delivery};
 pub use references::{MAX_AGENT_DEPTH, check_references};
@@ -53,8 +55,8 @@ pub use settings::{
 };
 pub use tools::{
     AgentTool, CLOCK_TOOL_NAME, ClockTool, FnTool, HttpTool, HttpToolSettings, McpServer,
-    McpServerSettings, McpStartError, McpTool, Tool, ToolBuildError, ToolError, ToolSet,
-    ToolSettings, declared_tools,
+    McpServerSettings, McpStartError, McpTool, McpTools, Tool, ToolBuildError, ToolContext,
+    ToolError, ToolSet, ToolSettings, ToolSource, declared_tools,
 };
 pub use working_memory::{DEFAULT_INSTRUCTIONS as DEFAULT_MEMORY_INSTRUCTIONS, WorkingMemory};
 

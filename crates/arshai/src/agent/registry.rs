@@ -9,7 +9,7 @@ use super::references::build_order;
 use super::settings::{AgentSettings, AgentType, ClassifierKind, Settings};
 use super::{
     Agent, ConversationAgent, ConversationAgentConfig, Route, RouteClassifier, RouterAgent,
-    RouterError, ToolBuildError, declared_tools,
+    RouterError, TokenCounter, ToolBuildError, declared_tools,
 };
 use crate::cache::CacheLayer;
 use crate::llm::{ClientFactory, LlmClient, LlmError, LlmEvents, NoEvents, Sampling};
@@ -120,6 +120,8 @@ impl AgentRegistry {
                     agent: agent.name.clone(),
                     source,
                 })?;
+            // The unwrapped client, which knows its tokenizer (the embedded model).
+            let raw = Arc::clone(&llm);
             let llm = wrap_llm(llm);
             let llm = match (cache, &agent.cache) {
                 (Some(layer), Some(policy)) => layer.wrap(llm, &agent.name, policy),
@@ -151,6 +153,19 @@ impl AgentRegistry {
                     if let Some(rounds) = agent.max_tool_rounds {
                         tools.max_rounds = rounds;
                     }
+                    let model = agent.model.as_deref().unwrap_or(llm.default_model());
+                    let counter = TokenCounter::for_model(&raw, model);
+                    if agent.history_tokens.is_some() {
+                        // Building an OpenAI tokenizer takes a moment of CPU: off the runtime.
+                        let warming = counter.clone();
+                        if let Err(error) =
+                            tokio::task::spawn_blocking(move || warming.warm()).await
+                        {
+                            tracing::warn!(agent = %agent.name, %error, "the tokenizer did not load");
+                        }
+                        tracing::info!(agent = %agent.name, tokenizer = counter.name(),
+                            "the history token bound counts with {}", counter.name());
+                    }
                     Arc::new(
                         ConversationAgent::new(
                             ConversationAgentConfig {
@@ -170,7 +185,8 @@ impl AgentRegistry {
                             llm,
                             Arc::clone(&memory),
                         )
-                        .with_tools(tools),
+                        .with_tools(tools)
+                        .with_token_counter(counter),
                     )
                 }
             };

@@ -9,7 +9,7 @@
 
 use futures::StreamExt;
 
-use super::{AgentError, AgentEvent, Delivery, EventSender, ToolSet};
+use super::{AgentError, AgentEvent, Delivery, EventSender, ToolContext, ToolSet};
 use crate::llm::{
     ChatRequest, FinishReason, LlmClient, Message, StreamEvent, ToolCall, ToolDefinition, Usage,
 };
@@ -33,7 +33,9 @@ pub(crate) struct Answer {
 }
 
 /// Runs the loop over `chat`, offering the model the agent's `tools` and the caller's
-/// `client_tools`; `Ok(None)` when the consumer went away before the end.
+/// `client_tools`; `Ok(None)` when the consumer went away before the end. The tools run
+/// in `context` (the turn's tenant and request id), and the tokens they report there are
+/// added to the turn's usage.
 ///
 /// A round whose calls include a client tool ends the turn with those calls
 /// ([`FinishReason::ToolCalls`]); the agent's own calls of that round are not run (the model
@@ -45,6 +47,7 @@ pub(crate) async fn answer(
     client_tools: &[ToolDefinition],
     mut chat: ChatRequest,
     delivery: Delivery,
+    context: &ToolContext,
     events: &mut EventSender,
 ) -> Result<Option<Answer>, AgentError> {
     let server_tools = tools.map(ToolSet::definitions).unwrap_or_default();
@@ -87,7 +90,8 @@ pub(crate) async fn answer(
                 return Ok(Some(step));
             }
         };
-        let results = tools.execute(&for_agent).await;
+        let results = tools.execute(&for_agent, context).await;
+        usage += context.take_usage();
         for (call, result) in for_agent.iter().zip(&results) {
             let event = AgentEvent::ToolResult {
                 call_id: call.id.clone(),

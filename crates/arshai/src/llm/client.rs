@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::{ChatRequest, ChatResponse, FinishReason, LlmError, ToolCall, Usage};
+use super::{ChatRequest, ChatResponse, FinishReason, LlmError, Role, ToolCall, Usage};
 
 /// One event of a streamed answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +34,14 @@ pub trait LlmClient: Send + Sync + 'static {
 
     /// The model used when a request names none.
     fn default_model(&self) -> &str;
+
+    /// The tokens one message of `role` with `content` takes in this client's prompt,
+    /// framing included, when the client knows its model's tokenizer (the embedded model);
+    /// `None` otherwise (the default), and then a history window estimates.
+    fn count_tokens(&self, role: Role, content: &str) -> Option<usize> {
+        let _ = (role, content);
+        None
+    }
 
     /// Sends one request and waits for the complete answer.
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;

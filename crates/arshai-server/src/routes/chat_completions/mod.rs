@@ -1,7 +1,9 @@
 //! `POST /v1/chat/completions`: the OpenAI Chat Completions API over our agents, so OpenAI
 //! clients and SDKs work unchanged.
 //!
-//! `model` names an agent; the agent's system prompt (and tools) apply. Without an
+//! `model` names an agent; the agent's system prompt (and tools) apply. When no agent has
+//! that name and a workflow has, the request runs the workflow (see [`workflow`]): its
+//! input is the last user message's text, its output the assistant's message. Without an
 //! `X-Conversation-Id` header the turn is stateless over the given messages. With one, the
 //! conversation's stored history comes first, and the given messages (send only the new
 //! ones) and the answer are appended when the turn completes. Streaming follows OpenAI:
@@ -12,6 +14,7 @@
 mod choices;
 mod request;
 mod response;
+mod workflow;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -50,6 +53,26 @@ pub async fn create(
     body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let JsonBody(request) = body?;
+    if state.agents.get(&request.model).is_none()
+        && let Some(workflow) = state.workflows.get(&request.model).cloned()
+    {
+        if !context.caller.may_use(&request.model) {
+            return Err(OpenAiError::with_param(
+                ApiError::Forbidden(format!(
+                    "this API key may not use the workflow {:?}",
+                    request.model
+                )),
+                "model",
+            ));
+        }
+        let caller = workflow::WorkflowCaller {
+            tenant: tenant.0,
+            context: &context,
+            request_id: request_id.0,
+            conversation_id: conversation_header(&headers)?,
+        };
+        return workflow::complete(&state, workflow, &request, caller).await;
+    }
     let agent = turn::model_agent(&state, &context.caller, &request.model)?;
     let conversation_id = conversation_header(&headers)?;
     let mut input = request.to_input(tenant.0, conversation_id.clone(), request_id.0)?;

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use arshai::agent::{AgentInput, ConversationRef, Delivery};
+use arshai::agent::{AgentError, AgentInput, ConversationRef, Delivery};
 use arshai::llm::{
-    ImagePart, JsonSchemaFormat, Message, ResponseFormat, Role, Sampling, ToolCall, ToolChoice,
-    ToolDefinition,
+    ImagePart, JsonSchemaFormat, LlmError, Message, ResponseFormat, Role, Sampling, ToolCall,
+    ToolChoice, ToolDefinition,
 };
 use arshai::memory::ConversationId;
 use serde::{Deserialize, Serialize};
@@ -461,6 +461,97 @@ impl ChatCompletionRequest {
                 ));
             }
         })
+    }
+}
+
+impl ChatCompletionRequest {
+    /// The input of a workflow this request names in `model`: the text of the last user
+    /// message. A workflow runs its own agents with their own settings, so every
+    /// parameter that would change how a model answers is refused with a 400 naming it
+    /// (`unsupported_parameter`), as is `n > 1`.
+    pub(super) fn workflow_input(&self) -> Result<String, OpenAiError> {
+        if let Some(param) = self.refused_by_workflows() {
+            return Err(ApiError::Agent(AgentError::Llm(LlmError::unsupported(
+                "a workflow",
+                param,
+                "a workflow's agents answer with their own settings; leave it out",
+            )))
+            .into());
+        }
+        if let Some((name, _)) = self
+            .other
+            .iter()
+            .find(|(name, value)| !value.is_null() && !accepted_without_effect(name, value))
+        {
+            return Err(OpenAiError::with_dynamic_param(
+                ApiError::InvalidRequest(format!("the parameter `{name}` is not supported")),
+                name.clone(),
+            ));
+        }
+        if self.store == Some(true) {
+            return Err(invalid(
+                "store",
+                "stored completions are not supported; send X-Conversation-Id to keep a conversation",
+            ));
+        }
+        let messages = self
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(index, message)| message.to_message(index))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last_user = messages
+            .iter()
+            .rev()
+            .find(|message| message.role == Role::User)
+            .ok_or_else(|| {
+                invalid(
+                    "messages",
+                    "a workflow's input is the last user message; `messages` has none",
+                )
+            })?;
+        if !last_user.images.is_empty() {
+            return Err(invalid(
+                "messages",
+                "a workflow's input is text; the last user message has images",
+            ));
+        }
+        Ok(last_user.content.clone())
+    }
+
+    /// The first parameter set that a workflow cannot honour.
+    fn refused_by_workflows(&self) -> Option<&'static str> {
+        let set = [
+            ("temperature", self.temperature.is_some()),
+            ("top_p", self.top_p.is_some()),
+            ("max_tokens", self.max_tokens.is_some()),
+            (
+                "max_completion_tokens",
+                self.max_completion_tokens.is_some(),
+            ),
+            ("n", self.n.is_some_and(|n| n != 1)),
+            (
+                "tools",
+                self.tools.as_ref().is_some_and(|tools| !tools.is_empty()),
+            ),
+            ("tool_choice", self.tool_choice.is_some()),
+            ("parallel_tool_calls", self.parallel_tool_calls.is_some()),
+            (
+                "response_format",
+                !matches!(self.response_format, None | Some(WireResponseFormat::Text)),
+            ),
+            ("stop", self.stop.is_some()),
+            ("seed", self.seed.is_some()),
+            ("presence_penalty", self.presence_penalty.is_some()),
+            ("frequency_penalty", self.frequency_penalty.is_some()),
+            ("logit_bias", self.logit_bias.is_some()),
+            ("logprobs", self.logprobs == Some(true)),
+            ("top_logprobs", self.top_logprobs.is_some()),
+            ("user", self.user.is_some()),
+        ];
+        set.into_iter()
+            .find(|(_, set)| *set)
+            .map(|(param, _)| param)
     }
 }
 

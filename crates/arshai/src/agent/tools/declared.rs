@@ -57,11 +57,18 @@ pub async fn declared_tools(
                     descriptions.get(name).cloned(),
                 ))]
             }
-            ToolSettings::Mcp(server) => McpServer::start(server.clone())
-                .await?
-                .into_iter()
-                .map(|tool| Arc::new(tool) as Arc<dyn Tool>)
-                .collect(),
+            ToolSettings::Mcp(server) => {
+                let tools = McpServer::start(server.clone()).await?;
+                if let Some(clash) = tools
+                    .definitions()
+                    .into_iter()
+                    .find(|tool| set.contains(&tool.name))
+                {
+                    return Err(ToolBuildError::Duplicate(clash.name));
+                }
+                set = set.with_source(Arc::new(tools));
+                Vec::new()
+            }
         };
         for tool in built {
             let name = tool.definition().name;

@@ -124,6 +124,14 @@ impl LlmClient for LocalClient {
         &self.engine.model_name
     }
 
+    fn count_tokens(&self, role: crate::llm::Role, content: &str) -> Option<usize> {
+        self.engine
+            .tokenizer
+            .turn(role, content)
+            .ok()
+            .map(|ids| ids.len())
+    }
+
     async fn chat(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let wants_logprobs = wants_logprobs(request);
         let (sink, mut logprobs) = oneshot::channel();
