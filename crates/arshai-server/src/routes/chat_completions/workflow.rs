@@ -5,11 +5,18 @@
 //! The run is the one `POST /v1/workflows/{name}/runs` makes: the same admission, rate
 //! limits and budgets (settled with the tokens of every agent node), request deadline and
 //! stream bounds, `arshai_workflow_runs_total` and the node durations; with
-//! `X-Conversation-Id`, the agent nodes continue that conversation. Streamed, the agent
-//! nodes' text deltas are the chunks' content, in the order the nodes run.
+//! `X-Conversation-Id`, the agent nodes continue that conversation.
+//!
+//! Streamed, the content is the same text as the non-streamed answer: only the text of agent
+//! nodes that end the run and produce its output ([`answering_nodes`]) is streamed as it is
+//! produced; whatever of the answer was not streamed that way (the output of a
+//! function node, an `output` pointer, a fallback's answer) is sent as one chunk when the run
+//! ends. A triage or drafting node's text is never part of the answer.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -17,7 +24,9 @@ use arshai::agent::{AgentEvent, AgentInput, AgentOutput, Delivery};
 use arshai::cache::CacheControl;
 use arshai::llm::{FinishReason, Message};
 use arshai::memory::ConversationId;
-use arshai::workflow::{RunOptions, RunOutput, StepObserver, Workflow, WorkflowEvent};
+use arshai::workflow::{
+    NodeKind, Route, RunOptions, RunOutput, StepObserver, Workflow, WorkflowEvent,
+};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, StreamExt};
 use serde_json::Value;
@@ -90,6 +99,8 @@ pub(super) async fn complete(
                     runs,
                     usage: Arc::clone(&usage),
                     ended: AtomicBool::new(false),
+                    answering: answering_nodes(&workflow),
+                    streamed: Mutex::new(String::new()),
                 });
                 let writer = Arc::new(ChunkWriter::new(model.clone(), request.includes_usage()));
                 let opening = writer.opening();
@@ -182,27 +193,68 @@ fn answer(output: RunOutput, model: &str, conversation_id: &Option<ConversationI
     }
 }
 
-/// The turn events one workflow event becomes: an agent node's text delta, the answer
-/// when the run is done, the error; nothing for the other events.
+/// The agent nodes whose text is the run's answer as it is produced: those that end the
+/// run and whose output is the run's — the last node's (no `output` pointer), or the state
+/// key a one-level pointer (`/reply`) names. Any other pointer: none (the answer is sent
+/// whole at the end).
+fn answering_nodes(workflow: &Workflow) -> HashSet<String> {
+    let key = match workflow.output_pointer() {
+        None => None,
+        Some(pointer) => match pointer.strip_prefix('/') {
+            Some(key) if !key.is_empty() && !key.contains(['/', '~']) => Some(key),
+            _ => return HashSet::new(),
+        },
+    };
+    workflow
+        .nodes()
+        .iter()
+        .filter(|node| {
+            matches!(node.kind(), NodeKind::Agent(_))
+                && matches!(node.route(), Route::End)
+                && key.is_none_or(|key| node.output_key() == key)
+        })
+        .map(|node| node.name().to_owned())
+        .collect()
+}
+
+/// The turn events one workflow event becomes: an answering node's text delta; when the
+/// run is done, the part of the answer not streamed yet and the answer; the error; nothing
+/// for the other events.
 fn chat_event(
     item: Result<WorkflowEvent, ApiError>,
     model: &str,
     conversation_id: &Option<ConversationId>,
     end: &RunEnd,
-) -> Option<Result<AgentEvent, ApiError>> {
+) -> Vec<Result<AgentEvent, ApiError>> {
     match item {
         Ok(WorkflowEvent::Agent {
+            node,
             event: AgentEvent::TextDelta(text),
-            ..
-        }) => Some(Ok(AgentEvent::TextDelta(text))),
+        }) if end.answering.contains(&node) => {
+            end.streamed_text().push_str(&text);
+            vec![Ok(AgentEvent::TextDelta(text))]
+        }
         Ok(WorkflowEvent::Done(output)) => {
             end.end("ok", output.usage.total_tokens);
-            Some(Ok(AgentEvent::Done(answer(output, model, conversation_id))))
+            let answer = answer(output, model, conversation_id);
+            let mut events = Vec::with_capacity(2);
+            let streamed = std::mem::take(&mut *end.streamed_text());
+            match answer.reply.strip_prefix(streamed.as_str()) {
+                Some("") => {}
+                Some(rest) => events.push(Ok(AgentEvent::TextDelta(rest.to_owned()))),
+                // A node that ends the run streamed text that is not the answer (it failed
+                // and its fallback answered): what was sent cannot be taken back.
+                None => tracing::warn!(
+                    "a workflow's streamed text differs from its answer; the answer is not resent"
+                ),
+            }
+            events.push(Ok(AgentEvent::Done(answer)));
+            events
         }
-        Ok(_) => None,
+        Ok(_) => Vec::new(),
         Err(error) => {
             end.end(status_of(&error), 0);
-            Some(Err(error))
+            vec![Err(error)]
         }
     }
 }
@@ -213,9 +265,20 @@ struct RunEnd {
     runs: RunCounter,
     usage: Arc<limits::TurnUsage>,
     ended: AtomicBool,
+    /// The nodes whose deltas are streamed ([`answering_nodes`]).
+    answering: HashSet<String>,
+    /// The answer's text streamed so far.
+    streamed: Mutex<String>,
 }
 
 impl RunEnd {
+    fn streamed_text(&self) -> std::sync::MutexGuard<'_, String> {
+        // A poisoned lock only means a panic elsewhere; the text is still whole.
+        self.streamed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn end(&self, status: &'static str, tokens: u64) {
         if !self.ended.swap(true, Ordering::Relaxed) {
             self.usage.record(tokens);
