@@ -591,10 +591,13 @@ async fn agent_turn(
         (NodeMemory::Run, Some(id)) => ConversationRef::Id(id.clone()),
         _ => ConversationRef::Stateless,
     };
+    // Only a turn on a conversation has a receipt to be answered from.
+    let idempotency_key = matches!(conversation, ConversationRef::Id(_))
+        .then(|| format!("{}:{path}", options.run_id));
     let turn = AgentInput {
         tenant: options.tenant.clone(),
         request_id: options.request_id.clone(),
-        idempotency_key: Some(format!("{}:{path}", options.run_id)),
+        idempotency_key,
         delivery: options.delivery,
         ..AgentInput::with_messages(conversation, vec![Message::user(text)])
     };

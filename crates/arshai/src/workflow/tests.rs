@@ -926,6 +926,7 @@ async fn an_agent_node_repeated_after_a_lost_checkpoint_carries_the_same_idempot
     let store = Arc::new(LosesFirstSave::default());
     let options = RunOptions {
         run_id: "run-7".to_owned(),
+        conversation: Some(crate::memory::ConversationId::parse("c-7").unwrap()),
         checkpoints: Some(Arc::clone(&store) as Arc<dyn Checkpoints>),
         ..RunOptions::default()
     };
