@@ -50,6 +50,13 @@ pub struct WorkflowBuilder {
     output: Option<String>,
 }
 
+impl Workflow {
+    /// A builder for a workflow named `name`.
+    pub fn builder(name: impl Into<String>) -> WorkflowBuilder {
+        WorkflowBuilder::new(name)
+    }
+}
+
 impl WorkflowBuilder {
     pub(crate) fn new(name: impl Into<String>) -> Self {
         Self {

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::bounds::Bounds;
-use super::builder::WorkflowBuilder;
 use super::node::Node;
 use super::route::Route;
 
@@ -24,11 +23,6 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// A builder for a workflow named `name`.
-    pub fn builder(name: impl Into<String>) -> WorkflowBuilder {
-        WorkflowBuilder::new(name)
-    }
-
     /// The workflow's name, as it is addressed over HTTP.
     pub fn name(&self) -> &str {
         &self.name
