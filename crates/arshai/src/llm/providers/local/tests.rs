@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 
-use super::generate::{Outcome, Rules, generate};
+use super::generate::{Generation, Outcome, Rules, generate};
 use super::model::ModelHeader;
 use super::prompt;
 use super::sampler::Sampler;
@@ -314,30 +314,23 @@ async fn a_full_queue_fails_fast_with_a_rate_limited_error() {
 fn generation_stops_when_the_caller_is_gone() {
     let client = client();
     let engine = Arc::clone(&client.engine);
-    let mut model = engine.weights().expect("loads").clone();
+    let model = engine.weights().expect("loads");
     let prompt = prompt::build(tokenizer(), &ask("Count to one hundred."), 4096, 64)
         .expect("prompt")
         .ids;
-    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
-    let mut rules = Rules {
+    let sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
+    let rules = Rules {
         max_new_tokens: 64,
         stop: StopFilter::new(&[]),
         json: None,
         logprobs: None,
     };
+    let mut generation = Generation::new(&engine.tokenizer, prompt, sampler, rules);
     let mut seen = 0;
-    let outcome = generate(
-        &mut model,
-        &engine.tokenizer,
-        &prompt,
-        &mut sampler,
-        &mut rules,
-        &|| false,
-        &mut |_| {
-            seen += 1;
-            seen < 3
-        },
-    )
+    let outcome = generate(model, &mut generation, &|| false, &mut |_| {
+        seen += 1;
+        seen < 3
+    })
     .expect("generates");
     assert_eq!(outcome, Outcome::Cancelled);
     assert_eq!(seen, 3, "nothing is generated after the caller leaves");
