@@ -153,4 +153,10 @@ impl<'a> Batch<'a> {
             send(&member.events, Err(internal(message.to_owned())));
         }
     }
+
+    /// Members running.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
 }
