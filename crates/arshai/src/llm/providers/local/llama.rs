@@ -87,7 +87,7 @@ impl Llama {
         let freq_base = meta("llama.rope.freq_base")
             .and_then(|value| value.to_f32())
             .unwrap_or(10_000.0);
-        if n_kv_head == 0 || n_head % n_kv_head != 0 || hidden % n_head != 0 {
+        if n_kv_head == 0 || !n_head.is_multiple_of(n_kv_head) || !hidden.is_multiple_of(n_head) {
             candle_core::bail!("unsupported head counts {n_head} / {n_kv_head}");
         }
         let mut tensor = |name: &str| content.tensor(reader, name, &device);
