@@ -4,7 +4,8 @@
 //! ```sh
 //! scripts/fetch-model
 //! CANDLE_NUM_THREADS=2 cargo run --release -p arshai --example local_model_bench
-//! # add `-- --q4_1` to measure without the Q8_0 re-quantization
+//! # add `-- --q4_1` to measure without the Q8_0 re-quantization, `-- --long-prompt` for a
+//! # ~250-token prompt instead of ~47 (llama-bench pp47); scripts/bench-local runs it
 //! ```
 
 use std::time::{Duration, Instant};
