@@ -4,7 +4,8 @@
 //! ```sh
 //! scripts/fetch-model
 //! CANDLE_NUM_THREADS=2 cargo run --release -p arshai --example local_model_bench
-//! # add `-- --q4_1` to measure without the Q8_0 re-quantization
+//! # add `-- --q4_1` to measure without the Q8_0 re-quantization, `-- --long-prompt` for a
+//! # ~250-token prompt instead of ~47 (llama-bench pp47); scripts/bench-local runs it
 //! ```
 
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ const RUNS: usize = 3;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let q4_1 = std::env::args().any(|arg| arg == "--q4_1");
+    let long_prompt = std::env::args().any(|arg| arg == "--long-prompt");
     let settings = LocalProviderSettings {
         threads: 1,
         requantize_q8_0: !q4_1,
@@ -37,9 +39,11 @@ async fn main() -> anyhow::Result<()> {
     // Warm-up (first-use allocations, caches).
     run(&client, &request("Say hello.", 8)).await?;
 
+    // About the length of llama-bench's pp47 with the chat template around it; with
+    // `--long-prompt`, a 12 times longer text.
     let long_text = "The quick brown fox jumps over the lazy dog while the river keeps flowing \
-                     past the old mill and the farmers bring in the harvest before the rain. "
-        .repeat(12);
+                     past the old mill. "
+        .repeat(if long_prompt { 12 } else { 1 });
     let mut prompt_rates = Vec::new();
     let mut prompt_tokens = 0;
     for _ in 0..RUNS {
@@ -50,14 +54,15 @@ async fn main() -> anyhow::Result<()> {
     let mut generation_rates = Vec::new();
     let mut generated = 0;
     for _ in 0..RUNS {
-        let timing = run(
-            &client,
-            &request(
-                "Write a long story about a dragon who learns to bake bread.",
-                256,
-            ),
-        )
-        .await?;
+        let mut story = request(
+            "Write a long story about a dragon who learns to bake bread.",
+            256,
+        );
+        // Never stop early: exactly 256 tokens, as llama-bench's tg256.
+        story.sampling.logit_bias = [("0".to_owned(), -100.0), ("2".to_owned(), -100.0)]
+            .into_iter()
+            .collect();
+        let timing = run(&client, &story).await?;
         generated = timing.output_tokens;
         let decoding = timing.total - timing.first_token;
         generation_rates.push((timing.output_tokens - 1) as f64 / decoding.as_secs_f64());

@@ -22,10 +22,16 @@ pub struct LocalProviderSettings {
     /// `models/`). `ARSHAI_PROVIDERS__LOCAL__MODEL_PATH` sets it; `scripts/fetch-model`
     /// writes to the same path.
     pub model_path: PathBuf,
-    /// Dedicated inference threads: each runs one generation at a time, never on the async
-    /// runtime. The matrix kernels inside a generation are parallelized by candle's own
-    /// process-wide pool, sized by `CANDLE_NUM_THREADS` (default: the physical cores).
+    /// Dedicated inference threads, never the async runtime's: each runs a continuous batch
+    /// of up to `batch_size` generations. The matrix kernels inside a step are parallelized
+    /// by candle's own process-wide pool, sized by `CANDLE_NUM_THREADS` (default: the
+    /// physical cores).
     pub threads: usize,
+    /// Generations one inference thread runs together (continuous batching): each forward
+    /// pass computes the next token of every member, reading the weights once for all.
+    /// Requests join as slots free up and leave when they finish; beyond the slots they
+    /// wait in the queue.
+    pub batch_size: usize,
     /// Requests that may wait for a worker; beyond that, calls fail fast with a
     /// rate-limited error (HTTP 503 with `Retry-After` at the server).
     pub queue_size: usize,
@@ -42,7 +48,8 @@ impl Default for LocalProviderSettings {
     fn default() -> Self {
         Self {
             model_path: PathBuf::from(DEFAULT_MODEL_PATH),
-            threads: 2,
+            threads: 1,
+            batch_size: 8,
             queue_size: 16,
             max_new_tokens: 512,
             context_tokens: MAX_CONTEXT_TOKENS,
@@ -66,6 +73,7 @@ impl LocalProviderSettings {
         };
         for (key, value) in [
             ("threads", self.threads),
+            ("batch_size", self.batch_size),
             ("max_new_tokens", self.max_new_tokens),
         ] {
             if value == 0 {

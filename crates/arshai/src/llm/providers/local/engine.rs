@@ -2,16 +2,17 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::oneshot;
 
 use super::PROVIDER;
-use super::generate::{Outcome, Rules, generate};
+use super::batch::Member;
+use super::generate::{Generation, Outcome, Rules};
 use super::json_grammar::JsonPrefix;
+use super::llama::Llama;
 use super::logprobs::Logprobs;
 use super::model::load_weights;
 use super::prompt::{self, PromptError};
@@ -21,11 +22,9 @@ use super::support::Decoding;
 use super::tokenizer::ChatTokenizer;
 use crate::llm::{ChatRequest, LlmError, StreamEvent, Usage};
 
-/// The longest time a worker waits for a caller that holds a stream but stops reading it;
-/// after that the generation is abandoned so the worker serves the queue again.
-const CONSUMER_STALL_LIMIT: Duration = Duration::from_secs(60);
-/// How often a worker retries handing an event to a caller whose buffer is full.
-const CONSUMER_POLL: Duration = Duration::from_millis(2);
+/// The most events one step of a member sends (a text delta, then at the end the rest of
+/// the text, usage and finish): a member runs a step only with this much room in its buffer.
+pub(crate) const EVENTS_PER_STEP: usize = 4;
 
 /// The events a request's stream receives.
 pub(crate) type EventSender = Sender<Result<StreamEvent, LlmError>>;
@@ -51,13 +50,13 @@ pub(crate) struct Engine {
     pub(crate) context_tokens: usize,
     pub(crate) max_new_tokens: usize,
     pub(crate) requantize_q8_0: bool,
-    pub(crate) weights: OnceLock<Result<ModelWeights, String>>,
+    pub(crate) weights: OnceLock<Result<Llama, String>>,
 }
 
 impl Engine {
     /// The weights, loading them on first use (on the calling inference thread; other
     /// threads wait for that load).
-    pub(crate) fn weights(&self) -> Result<&ModelWeights, LlmError> {
+    pub(crate) fn weights(&self) -> Result<&Llama, LlmError> {
         self.weights
             .get_or_init(|| {
                 let started = Instant::now();
@@ -78,22 +77,28 @@ impl Engine {
             .map_err(|message| internal(format!("the model failed to load: {message}")))
     }
 
-    /// Answers `job`, sending its events; every failure goes to the caller as an event.
-    pub(crate) fn run(&self, mut job: Job) {
+    /// Turns `job` into a batch member: its prompt, sampler, rules and an empty KV cache
+    /// sized for its answer. A failure (a prompt over the context, weights that failed to
+    /// load) goes to the caller as an event, and `None` comes back.
+    pub(crate) fn admit(&self, mut job: Job) -> Option<Member<'_>> {
         if job.events.is_closed() {
-            return;
+            return None;
         }
         let logprobs = job.logprobs.take();
-        if let Err(error) = self.answer(&job, logprobs) {
-            send(&job.events, Err(error));
+        match self.member(&job, logprobs) {
+            Ok(member) => Some(member),
+            Err(error) => {
+                send(&job.events, Err(error));
+                None
+            }
         }
     }
 
-    fn answer(
+    fn member(
         &self,
         job: &Job,
         logprobs: Option<oneshot::Sender<serde_json::Value>>,
-    ) -> Result<(), LlmError> {
+    ) -> Result<Member<'_>, LlmError> {
         let request = &job.request;
         let max_new_tokens = request
             .sampling
@@ -120,21 +125,18 @@ impl Engine {
                 "oldest messages left out to fit the local model's context"
             );
         }
-        // The model object owns the KV cache: each request works on its own clone (the
-        // weights themselves are shared, reference-counted).
-        let mut model = self.weights()?.clone();
         // A caller's seed makes sampling reproducible; otherwise each answer draws its own.
         let seed = request
             .sampling
             .seed
             .map_or_else(|| uuid::Uuid::new_v4().as_u64_pair().0, |seed| seed as u64);
-        let mut sampler = Sampler::new(
+        let sampler = Sampler::new(
             &request.sampling,
             seed,
             self.tokenizer.stop_ids(),
             job.decoding.bias.clone(),
         );
-        let mut rules = Rules {
+        let rules = Rules {
             max_new_tokens,
             stop: StopFilter::new(&request.sampling.stop),
             json: job.decoding.shapes.as_ref().map(|shapes| {
@@ -147,43 +149,58 @@ impl Engine {
                 .as_ref()
                 .map(|_| Logprobs::new(usize::from(request.sampling.top_logprobs.unwrap_or(0)))),
         };
-        let events = &job.events;
-        let outcome = generate(
-            &mut model,
-            &self.tokenizer,
-            &prompt.ids,
-            &mut sampler,
-            &mut rules,
-            &|| events.is_closed(),
-            &mut |delta| send(events, Ok(StreamEvent::TextDelta(delta))),
-        )
-        .map_err(|error| internal(error.to_string()))?;
-        if let Outcome::Finished {
+        let input_tokens = prompt.ids.len();
+        let generation = Generation::new(&self.tokenizer, prompt.ids, sampler, rules);
+        let cache = self
+            .weights()?
+            .cache(generation.positions())
+            .map_err(|error| internal(error.to_string()))?;
+        Ok(Member {
+            generation,
+            cache,
+            events: job.events.clone(),
+            logprobs,
+            input_tokens,
+            stalled_since: None,
+        })
+    }
+
+    /// Reports the end of `member`'s answer: its log probabilities, usage and finish reason
+    /// (nothing when it was cancelled).
+    pub(crate) fn finish(&self, member: Member<'_>, outcome: Outcome) {
+        let Outcome::Finished {
             reason,
             output_tokens,
         } = outcome
-        {
-            if let (Some(sink), Some(collected)) = (logprobs, rules.logprobs.take()) {
-                let _ = sink.send(collected.into_value());
-            }
-            let input_tokens = prompt.ids.len() as u64;
-            let output_tokens = output_tokens as u64;
-            let usage = Usage {
-                input_tokens,
-                output_tokens,
-                total_tokens: input_tokens + output_tokens,
-                reasoning_tokens: None,
-            };
-            let _ = send(events, Ok(StreamEvent::Usage(usage)))
-                && send(
-                    events,
-                    Ok(StreamEvent::Finish {
-                        reason,
-                        model: self.model_name.clone(),
-                    }),
-                );
+        else {
+            return;
+        };
+        let Member {
+            mut generation,
+            events,
+            logprobs,
+            input_tokens,
+            ..
+        } = member;
+        if let (Some(sink), Some(collected)) = (logprobs, generation.rules.logprobs.take()) {
+            let _ = sink.send(collected.into_value());
         }
-        Ok(())
+        let input_tokens = input_tokens as u64;
+        let output_tokens = output_tokens as u64;
+        let usage = Usage {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens + output_tokens,
+            reasoning_tokens: None,
+        };
+        let _ = send(&events, Ok(StreamEvent::Usage(usage)))
+            && send(
+                &events,
+                Ok(StreamEvent::Finish {
+                    reason,
+                    model: self.model_name.clone(),
+                }),
+            );
     }
 }
 
@@ -197,23 +214,16 @@ pub(crate) fn internal(message: String) -> LlmError {
     }
 }
 
-/// Hands `event` to the caller, waiting a bounded time while its buffer is full. Returns
-/// `false` when the caller is gone (or stalled past the limit): the generation stops.
-fn send(events: &EventSender, event: Result<StreamEvent, LlmError>) -> bool {
-    let deadline = Instant::now() + CONSUMER_STALL_LIMIT;
-    let mut event = event;
-    loop {
-        match events.try_send(event) {
-            Ok(()) => return true,
-            Err(TrySendError::Closed(_)) => return false,
-            Err(TrySendError::Full(back)) => {
-                if Instant::now() >= deadline {
-                    tracing::warn!("a caller stopped reading its local-model stream; abandoned");
-                    return false;
-                }
-                event = back;
-                std::thread::sleep(CONSUMER_POLL);
-            }
+/// Hands `event` to the caller. Returns `false` when the caller is gone. Never waits: the
+/// batch only runs a member whose buffer has room for a step's events
+/// ([`EVENTS_PER_STEP`]), so a full buffer here is a caller gone quiet, dropped like one.
+pub(crate) fn send(events: &EventSender, event: Result<StreamEvent, LlmError>) -> bool {
+    match events.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Closed(_)) => false,
+        Err(TrySendError::Full(_)) => {
+            tracing::warn!("a caller's local-model stream buffer is full; abandoned");
+            false
         }
     }
 }

@@ -2,10 +2,13 @@
 //! token, a stop sequence, the end of a constrained JSON answer, the token limit or the
 //! caller's cancellation.
 
-use candle_core::{Device, Tensor};
-use candle_transformers::models::quantized_llama::ModelWeights;
+#[cfg(test)]
+use candle_core::IndexOp;
+use candle_core::Tensor;
 
 use super::json_grammar::JsonPrefix;
+#[cfg(test)]
+use super::llama::{Llama, Rows};
 use super::logprobs::Logprobs;
 use super::sampler::Sampler;
 use super::stop::StopFilter;
@@ -14,9 +17,9 @@ use super::token_bytes::TokenBytes;
 use super::tokenizer::{ChatTokenizer, TokenizerError};
 use crate::llm::FinishReason;
 
-/// Prompt tokens fed to the model per forward pass: bounds the attention mask's memory
-/// (its size grows with the square of the chunk) on long prompts.
-const PREFILL_CHUNK: usize = 512;
+/// Prompt tokens fed to the model per forward pass: bounds the attention mask's memory on
+/// long prompts and how long one prompt holds up the other members of a batch.
+pub(crate) const PREFILL_CHUNK: usize = 128;
 
 /// Why generation failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,44 +62,78 @@ pub(crate) enum Outcome {
     Cancelled,
 }
 
-/// Runs one generation on `model` (a per-request clone: it owns the KV cache).
-///
-/// `emit` receives each piece of text as it becomes final and returns `false` when the
-/// caller is gone; `cancelled` is checked before each forward pass. With `rules.json`, only
-/// tokens that keep the answer a valid prefix are sampled and the answer ends (`Stop`) as
-/// soon as the JSON is complete; `Length` then means the JSON was cut unfinished.
-pub(crate) fn generate(
-    model: &mut ModelWeights,
-    tokenizer: &ChatTokenizer,
-    prompt: &[u32],
-    sampler: &mut Sampler,
-    rules: &mut Rules<'_>,
-    cancelled: &dyn Fn() -> bool,
-    emit: &mut dyn FnMut(String) -> bool,
-) -> Result<Outcome, GenerateError> {
-    let device = Device::Cpu;
-    let mut logits = None;
-    let mut position = 0;
-    for chunk in prompt.chunks(PREFILL_CHUNK) {
-        if cancelled() {
-            return Ok(Outcome::Cancelled);
+/// One generation in progress: the prompt still to read, then one token at a time. It runs
+/// alone ([`generate`]) or as a member of a running batch (`batch`): either way the driver
+/// feeds [`Generation::input`] to the model and hands the logits to [`Generation::advance`].
+pub(crate) struct Generation<'a> {
+    tokenizer: &'a ChatTokenizer,
+    prompt: Vec<u32>,
+    /// Prompt tokens read so far.
+    fed: usize,
+    /// The token generated last, to feed next.
+    pending: Option<u32>,
+    sampler: Sampler,
+    /// The limits and shape of the answer.
+    pub(crate) rules: Rules<'a>,
+    text: TextStream,
+}
+
+impl<'a> Generation<'a> {
+    /// A generation answering `prompt` (not empty).
+    pub(crate) fn new(
+        tokenizer: &'a ChatTokenizer,
+        prompt: Vec<u32>,
+        sampler: Sampler,
+        rules: Rules<'a>,
+    ) -> Self {
+        Self {
+            tokenizer,
+            prompt,
+            fed: 0,
+            pending: None,
+            sampler,
+            rules,
+            text: TextStream::default(),
         }
-        let input = Tensor::new(chunk, &device)?.unsqueeze(0)?;
-        logits = Some(model.forward(&input, position)?.squeeze(0)?);
-        position += chunk.len();
     }
-    let Some(mut logits) = logits else {
-        return Ok(Outcome::Finished {
-            reason: FinishReason::Stop,
-            output_tokens: 0,
-        });
-    };
-    let mut text = TextStream::default();
-    loop {
+
+    /// The tokens to run through the model next: the next chunk of the prompt, or the last
+    /// generated token. Chunks start at multiples of [`PREFILL_CHUNK`] whatever else runs,
+    /// so a sequence computes the same numbers alone or in a batch.
+    pub(crate) fn input(&self) -> &[u32] {
+        if self.fed < self.prompt.len() {
+            let end = self.prompt.len().min(self.fed + PREFILL_CHUNK);
+            return &self.prompt[self.fed..end];
+        }
+        self.pending.as_slice()
+    }
+
+    /// Positions the answer may need in the KV cache: the prompt and every token.
+    pub(crate) fn positions(&self) -> usize {
+        self.prompt.len() + self.rules.max_new_tokens + 1
+    }
+
+    /// Takes the logits the model computed after [`Self::input`]; picks the next token when
+    /// the prompt is read. `emit` receives each piece of text as it becomes final and
+    /// returns `false` when the caller is gone. `Some` when the generation has ended.
+    pub(crate) fn advance(
+        &mut self,
+        logits: &Tensor,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> Result<Option<Outcome>, GenerateError> {
+        if self.fed < self.prompt.len() {
+            self.fed += self.input().len();
+            if self.fed < self.prompt.len() {
+                return Ok(None);
+            }
+        }
+        let rules = &mut self.rules;
+        let tokenizer = self.tokenizer;
         let next = match &mut rules.json {
             Some((prefix, tokens)) => {
-                let next = sampler
-                    .sample_where(&logits, &mut |id| {
+                let next = self
+                    .sampler
+                    .sample_where(logits, &mut |id| {
                         tokens.get(id).is_some_and(|bytes| prefix.accepts(bytes))
                     })?
                     .ok_or(GenerateError::NoValidToken)?;
@@ -104,27 +141,28 @@ pub(crate) fn generate(
                 next
             }
             None => {
-                let next = sampler.sample(&logits)?;
-                if sampler.is_stop(next) {
-                    return finish(tokenizer, &mut text, rules, FinishReason::Stop, emit);
+                let next = self.sampler.sample(logits)?;
+                if self.sampler.is_stop(next) {
+                    return finish(tokenizer, &mut self.text, rules, FinishReason::Stop, emit)
+                        .map(Some);
                 }
                 next
             }
         };
         if let Some(logprobs) = &mut rules.logprobs {
-            logprobs.record(&logits, next, tokenizer.token_bytes())?;
+            logprobs.record(logits, next, tokenizer.token_bytes())?;
         }
-        sampler.record(next);
-        if let Some(delta) = text.push(tokenizer, next)? {
+        self.sampler.record(next);
+        if let Some(delta) = self.text.push(tokenizer, next)? {
             let released = rules.stop.push(&delta);
             if !released.text.is_empty() && !emit(released.text) {
-                return Ok(Outcome::Cancelled);
+                return Ok(Some(Outcome::Cancelled));
             }
             if released.stopped {
-                return Ok(Outcome::Finished {
+                return Ok(Some(Outcome::Finished {
                     reason: FinishReason::Stop,
-                    output_tokens: text.len(),
-                });
+                    output_tokens: self.text.len(),
+                }));
             }
         }
         if rules
@@ -132,17 +170,47 @@ pub(crate) fn generate(
             .as_ref()
             .is_some_and(|(prefix, _)| prefix.is_complete())
         {
-            return finish(tokenizer, &mut text, rules, FinishReason::Stop, emit);
+            return finish(tokenizer, &mut self.text, rules, FinishReason::Stop, emit).map(Some);
         }
-        if text.len() >= rules.max_new_tokens {
-            return finish(tokenizer, &mut text, rules, FinishReason::Length, emit);
+        if self.text.len() >= rules.max_new_tokens {
+            return finish(tokenizer, &mut self.text, rules, FinishReason::Length, emit).map(Some);
         }
+        self.pending = Some(next);
+        Ok(None)
+    }
+}
+
+/// Runs one generation alone on `model`, with a cache of its own.
+///
+/// `emit` receives each piece of text as it becomes final and returns `false` when the
+/// caller is gone; `cancelled` is checked before each forward pass. With `rules.json`, only
+/// tokens that keep the answer a valid prefix are sampled and the answer ends (`Stop`) as
+/// soon as the JSON is complete; `Length` then means the JSON was cut unfinished.
+#[cfg(test)]
+pub(crate) fn generate(
+    model: &Llama,
+    generation: &mut Generation<'_>,
+    cancelled: &dyn Fn() -> bool,
+    emit: &mut dyn FnMut(String) -> bool,
+) -> Result<Outcome, GenerateError> {
+    if generation.input().is_empty() {
+        return Ok(Outcome::Finished {
+            reason: FinishReason::Stop,
+            output_tokens: 0,
+        });
+    }
+    let mut cache = model.cache(generation.positions())?;
+    loop {
         if cancelled() {
             return Ok(Outcome::Cancelled);
         }
-        let input = Tensor::new(&[next], &device)?.unsqueeze(0)?;
-        logits = model.forward(&input, position)?.squeeze(0)?;
-        position += 1;
+        let logits = model.forward(&mut [Rows {
+            tokens: generation.input(),
+            cache: &mut cache,
+        }])?;
+        if let Some(outcome) = generation.advance(&logits.i(0)?, emit)? {
+            return Ok(outcome);
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! metadata.
 //!
 //! - [`model`]: reading the GGUF (metadata at startup, weights on an inference thread,
-//!   re-quantized Q4_1 → Q8_0 for candle's SIMD kernels).
+//!   re-quantized Q4_1 → Q8_0 for candle's SIMD kernels); [`llama`]: the forward pass over
+//!   them, many sequences at once, each with its own KV cache.
 //! - [`tokenizer`]: the tokenizer from the metadata and ChatML turns.
 //! - [`prompt`]: a request as ChatML ids, oldest history dropped to fit the context.
 //! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
@@ -14,12 +15,15 @@
 //!   [`stop`]: stop sequences; [`json_schema`], [`json_grammar`], [`token_bytes`]:
 //!   `response_format` by grammar-constrained decoding; [`logprobs`]: log probabilities of
 //!   non-streamed answers.
-//! - [`worker`], [`engine`]: dedicated inference threads behind a bounded queue.
+//! - [`worker`], [`engine`], [`batch`]: dedicated inference threads behind a bounded queue,
+//!   each running its requests as one continuous batch.
 
+mod batch;
 mod engine;
 mod generate;
 mod json_grammar;
 mod json_schema;
+mod llama;
 mod logprobs;
 mod model;
 mod prompt;
@@ -91,11 +95,17 @@ impl LocalClient {
             requantize_q8_0: settings.requantize_q8_0,
             weights: OnceLock::new(),
         });
-        let pool = WorkerPool::start(Arc::clone(&engine), settings.threads, settings.queue_size)
-            .map_err(|error| config(format!("cannot start the inference threads: {error}")))?;
+        let pool = WorkerPool::start(
+            Arc::clone(&engine),
+            settings.threads,
+            settings.batch_size,
+            settings.queue_size,
+        )
+        .map_err(|error| config(format!("cannot start the inference threads: {error}")))?;
         tracing::info!(
             path = %engine.path.display(),
             threads = settings.threads,
+            batch_size = settings.batch_size,
             queue_size = settings.queue_size,
             context_tokens,
             "local model provider ready"

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use futures::StreamExt;
 
-use super::generate::{Outcome, Rules, generate};
+use super::generate::{Generation, Outcome, Rules, generate};
 use super::model::ModelHeader;
 use super::prompt;
 use super::sampler::Sampler;
@@ -314,30 +314,23 @@ async fn a_full_queue_fails_fast_with_a_rate_limited_error() {
 fn generation_stops_when_the_caller_is_gone() {
     let client = client();
     let engine = Arc::clone(&client.engine);
-    let mut model = engine.weights().expect("loads").clone();
+    let model = engine.weights().expect("loads");
     let prompt = prompt::build(tokenizer(), &ask("Count to one hundred."), 4096, 64)
         .expect("prompt")
         .ids;
-    let mut sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
-    let mut rules = Rules {
+    let sampler = Sampler::new(&Sampling::default(), 0, tokenizer().stop_ids(), vec![]);
+    let rules = Rules {
         max_new_tokens: 64,
         stop: StopFilter::new(&[]),
         json: None,
         logprobs: None,
     };
+    let mut generation = Generation::new(&engine.tokenizer, prompt, sampler, rules);
     let mut seen = 0;
-    let outcome = generate(
-        &mut model,
-        &engine.tokenizer,
-        &prompt,
-        &mut sampler,
-        &mut rules,
-        &|| false,
-        &mut |_| {
-            seen += 1;
-            seen < 3
-        },
-    )
+    let outcome = generate(model, &mut generation, &|| false, &mut |_| {
+        seen += 1;
+        seen < 3
+    })
     .expect("generates");
     assert_eq!(outcome, Outcome::Cancelled);
     assert_eq!(seen, 3, "nothing is generated after the caller leaves");
@@ -699,4 +692,169 @@ async fn non_streamed_answers_carry_openai_shaped_log_probabilities() {
         Some(Err(LlmError::Unsupported { param, .. })) => assert_eq!(param, "logprobs"),
         other => panic!("streamed logprobs must be refused, got {other:?}"),
     }
+}
+
+/// A job for `request` and the receiving end of its events.
+fn job(
+    request: &ChatRequest,
+) -> (
+    super::engine::Job,
+    tokio::sync::mpsc::Receiver<Result<StreamEvent, LlmError>>,
+) {
+    let decoding = super::support::check(request, tokenizer().vocab_size()).expect("valid");
+    let (events, receiver) = tokio::sync::mpsc::channel(super::EVENT_BUFFER);
+    let job = super::engine::Job {
+        request: request.clone(),
+        events,
+        decoding,
+        logprobs: None,
+    };
+    (job, receiver)
+}
+
+/// What a member's caller received: its text and finish reason, once finished.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Received {
+    text: String,
+    finish: Option<FinishReason>,
+}
+
+fn drain(
+    receiver: &mut tokio::sync::mpsc::Receiver<Result<StreamEvent, LlmError>>,
+    into: &mut Received,
+) {
+    while let Ok(event) = receiver.try_recv() {
+        match event.expect("no error") {
+            StreamEvent::TextDelta(delta) => into.text.push_str(&delta),
+            StreamEvent::Finish { reason, .. } => into.finish = Some(reason),
+            _ => {}
+        }
+    }
+}
+
+/// Runs `requests` through one batch of `capacity`, request `i` joining before step
+/// `joins[i]`; what each caller received.
+fn run_batch(capacity: usize, requests: &[(usize, ChatRequest)]) -> Vec<Received> {
+    let engine = &client().engine;
+    let mut batch = super::batch::Batch::new(engine, capacity);
+    let mut receivers: Vec<_> = Vec::new();
+    let mut received = vec![Received::default(); requests.len()];
+    // Bounded: every answer here is at most a few hundred steps.
+    for step in 0..2_000 {
+        for (join, request) in requests {
+            if *join == step {
+                let (job, receiver) = job(request);
+                batch.join(engine.admit(job).expect("admitted"));
+                receivers.push(receiver);
+            }
+        }
+        if batch.is_empty() && receivers.len() == requests.len() {
+            break;
+        }
+        if !batch.is_empty() {
+            assert!(batch.step(), "every member's caller is reading");
+        }
+        for (receiver, into) in receivers.iter_mut().zip(&mut received) {
+            drain(receiver, into);
+        }
+    }
+    assert!(batch.is_empty(), "every member finished");
+    received
+}
+
+fn json_request(question: &str) -> ChatRequest {
+    let mut request = ask(question);
+    request.sampling.max_tokens = Some(120);
+    request.response_format = Some(crate::llm::ResponseFormat::JsonObject);
+    request
+}
+
+#[test]
+fn members_joining_and_leaving_a_running_batch_answer_as_they_do_alone() {
+    let mut stopped = ask("Name three colors.");
+    stopped.sampling.stop = vec!["\n".to_owned()];
+    let mut short = ask("Count from one to twenty.");
+    short.sampling.max_tokens = Some(7);
+    let requests = [
+        ask("What is the capital of France?"),
+        json_request("Describe a dog as JSON with its name and age."),
+        stopped,
+        short,
+        ask("Write a haiku about the sea."),
+    ];
+    let alone: Vec<Received> = requests
+        .iter()
+        .map(|request| run_batch(1, &[(0, request.clone())]).remove(0))
+        .collect();
+    for answer in &alone {
+        assert!(answer.finish.is_some(), "{answer:?}");
+        assert!(!answer.text.is_empty(), "{answer:?}");
+    }
+    assert_eq!(alone[3].finish, Some(FinishReason::Length));
+    assert!(!alone[2].text.contains('\n'), "{:?}", alone[2]);
+    // The grammar holds per member: complete JSON, or cut by max_tokens.
+    if alone[1].finish == Some(FinishReason::Stop) {
+        serde_json::from_str::<serde_json::Value>(&alone[1].text).expect("JSON");
+    } else {
+        assert_eq!(alone[1].finish, Some(FinishReason::Length));
+    }
+    // Together, greedy: the same tokens. Members join at different steps (one while another
+    // still reads its prompt), the short one leaves early, the fifth waits for a free slot.
+    let joins = [0, 0, 3, 5, 9];
+    let together = run_batch(
+        4,
+        &joins
+            .iter()
+            .copied()
+            .zip(requests.iter().cloned())
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(together, alone);
+}
+
+#[test]
+fn a_cancelled_member_leaves_the_batch_and_frees_its_slot() {
+    let engine = &client().engine;
+    let mut batch = super::batch::Batch::new(engine, 2);
+    let kept_request = ask("What is the capital of France?");
+    let expected = run_batch(1, &[(0, kept_request.clone())]).remove(0);
+    let (gone, gone_receiver) = job(&ask("Count to one hundred."));
+    let (kept, mut kept_receiver) = job(&kept_request);
+    batch.join(engine.admit(gone).expect("admitted"));
+    batch.join(engine.admit(kept).expect("admitted"));
+    assert!(batch.step());
+    assert!(!batch.has_room());
+    drop(gone_receiver);
+    assert!(batch.step());
+    assert_eq!(batch.len(), 1, "the cancelled member left");
+    assert!(batch.has_room(), "its slot is free");
+    let mut received = Received::default();
+    for _ in 0..1_000 {
+        if batch.is_empty() {
+            break;
+        }
+        batch.step();
+        drain(&mut kept_receiver, &mut received);
+    }
+    drain(&mut kept_receiver, &mut received);
+    assert_eq!(received, expected, "the other member is unaffected");
+}
+
+#[tokio::test]
+async fn concurrent_requests_through_the_client_answer_as_they_do_alone() {
+    let requests = [
+        ask("What is the capital of Spain?"),
+        json_request("Describe a bird as JSON with its name and color."),
+        ask("Name two planets."),
+    ];
+    let mut alone = Vec::new();
+    for request in &requests {
+        alone.push(client().chat(request).await.expect("answers").text);
+    }
+    let together = futures::future::join_all(requests.iter().map(|r| client().chat(r))).await;
+    let together: Vec<String> = together
+        .into_iter()
+        .map(|answer| answer.expect("answers").text)
+        .collect();
+    assert_eq!(together, alone);
 }
