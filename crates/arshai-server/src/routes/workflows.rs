@@ -316,6 +316,22 @@ pub(crate) async fn next_within(
     }
 }
 
+/// The next event of a streamed run within the bounds, and whether it is the run's last
+/// (its `Done`, or an error); `None` when the run's events ended.
+pub(crate) async fn next_step(
+    events: &mut WorkflowEventStream,
+    bounds: &StreamBounds,
+) -> Option<(Result<WorkflowEvent, ApiError>, bool)> {
+    match next_within(events, bounds).await {
+        Ok(Some(event)) => {
+            let done = matches!(event, WorkflowEvent::Done(_));
+            Some((Ok(event), done))
+        }
+        Ok(None) => None,
+        Err(error) => Some((Err(error), true)),
+    }
+}
+
 /// A run's events once its first one arrived.
 struct Started {
     first: WorkflowEvent,
@@ -354,14 +370,7 @@ fn stream_response(started: Started, bounds: StreamBounds, end: RunEnd) -> Respo
             if ended {
                 return None;
             }
-            let (item, ended) = match next_within(&mut events, &bounds).await {
-                Ok(Some(event)) => {
-                    let done = matches!(event, WorkflowEvent::Done(_));
-                    (Ok(event), done)
-                }
-                Ok(None) => return None,
-                Err(error) => (Err(error), true),
-            };
+            let (item, ended) = next_step(&mut events, &bounds).await?;
             let frame = frame(item, &counted);
             Some((Ok::<_, Infallible>(frame), (events, ended, counted)))
         },

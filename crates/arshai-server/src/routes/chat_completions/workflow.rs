@@ -35,7 +35,7 @@ use super::request::ChatCompletionRequest;
 use super::response::{self, ChunkWriter};
 use crate::error::OpenAiError;
 use crate::metrics::WorkflowStepMetrics;
-use crate::routes::workflows::{RunCounter, next_within, status_of};
+use crate::routes::workflows::{RunCounter, next_step, next_within, status_of};
 use crate::turn::sse::{self, StreamBounds};
 use crate::turn::{self, TurnContext, TurnRecord, limits};
 use crate::{ApiError, AppState};
@@ -115,14 +115,7 @@ pub(super) async fn complete(
                         if ended {
                             return None;
                         }
-                        let (item, ended) = match next_within(&mut events, &bounds).await {
-                            Ok(Some(event)) => {
-                                let done = matches!(event, WorkflowEvent::Done(_));
-                                (Ok(event), done)
-                            }
-                            Ok(None) => return None,
-                            Err(error) => (Err(error), true),
-                        };
+                        let (item, ended) = next_step(&mut events, &bounds).await?;
                         let items = chat_event(item, &model, &conversation, &end);
                         Some((stream::iter(items), (events, ended, end)))
                     }
