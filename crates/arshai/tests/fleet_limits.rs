@@ -1,6 +1,8 @@
 //! Rate limits and token budgets, on real `redis-server` processes (standalone and a
 //! 3-master Cluster) with one link per simulated replica, and in process on virtual time.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,34 +10,11 @@ use arshai::limits::{
     BudgetLimits, Budgets, FailMode, FleetRedis, LimitError, LimitStats, LimitsSettings,
     RateLimiter, RateLimits, Refusal, Subject,
 };
-use arshai::memory::redis::{RedisStoreConfig, RedisTopology};
-use arshai_testkit::{RedisCluster, RedisServer};
-
-/// The Redis a test runs on; the processes die with it.
-#[allow(dead_code, clippy::large_enum_variant)]
-enum Servers {
-    Standalone(RedisServer),
-    Cluster(RedisCluster),
-}
+use arshai::memory::redis::RedisStoreConfig;
+use support::Servers;
 
 async fn start(cluster: bool) -> anyhow::Result<(Servers, RedisStoreConfig)> {
-    let (servers, topology) = if cluster {
-        let cluster = RedisCluster::start().await?;
-        let nodes = cluster.seeds();
-        (Servers::Cluster(cluster), RedisTopology::Cluster { nodes })
-    } else {
-        let server = RedisServer::start().await?;
-        let url = server.url();
-        (
-            Servers::Standalone(server),
-            RedisTopology::Standalone { url },
-        )
-    };
-    let mut config = RedisStoreConfig::standalone("redis://unused");
-    config.topology = topology;
-    config.connect_timeout = Duration::from_millis(500);
-    config.response_timeout = Duration::from_millis(500);
-    Ok((servers, config))
+    support::limits_redis(cluster).await
 }
 
 /// One link per replica, as separate instances would have.

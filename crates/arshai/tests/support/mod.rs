@@ -1,7 +1,7 @@
 //! The backends every memory test runs on: in-memory, Redis standalone, Redis Cluster
 //! (3 masters) and Redis Sentinel (master + replica + sentinel), on real `redis-server`
 //! processes started by the test kit.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_macros)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,4 +135,29 @@ macro_rules! every_backend {
         mod cluster { contract!(Cluster: $($name),*); }
         mod sentinel { contract!(Sentinel: $($name),*); }
     };
+}
+
+/// A Redis for the fleet-control tests (standalone, or a 3-master Cluster) and a link
+/// configuration for it with short timeouts; the processes die with the returned servers.
+pub async fn limits_redis(
+    cluster: bool,
+) -> anyhow::Result<(Servers, arshai::memory::redis::RedisStoreConfig)> {
+    use arshai::memory::redis::{RedisStoreConfig, RedisTopology};
+    let (servers, topology) = if cluster {
+        let cluster = RedisCluster::start().await?;
+        let nodes = cluster.seeds();
+        (Servers::Cluster(cluster), RedisTopology::Cluster { nodes })
+    } else {
+        let server = RedisServer::start().await?;
+        let url = server.url();
+        (
+            Servers::Standalone(server),
+            RedisTopology::Standalone { url },
+        )
+    };
+    let mut config = RedisStoreConfig::standalone("redis://unused");
+    config.topology = topology;
+    config.connect_timeout = Duration::from_millis(500);
+    config.response_timeout = Duration::from_millis(500);
+    Ok((servers, config))
 }
