@@ -5,12 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use candle_core::IndexOp;
-
 use super::engine::{EVENTS_PER_STEP, Engine, EventSender, internal, send};
 use super::generate::Generation;
-use super::llama::{KvCache, Rows};
 use crate::llm::StreamEvent;
+use arshai_llama::{KvCache, Rows};
 
 /// The longest a member may wait for a caller that holds its stream but does not read it;
 /// after that it is dropped so its slot serves the queue again.
@@ -120,13 +118,12 @@ impl<'a> Batch<'a> {
             }
         };
         let mut ended = Vec::new();
-        for (row, &index) in ready.iter().enumerate() {
+        let vocab = model.vocab();
+        for (&index, logits) in ready.iter().zip(logits.chunks_exact(vocab)) {
             let member = &mut self.members[index];
             let events = &member.events;
-            let result = logits.i(row).map_err(Into::into).and_then(|logits| {
-                member.generation.advance(&logits, &mut |delta| {
-                    send(events, Ok(StreamEvent::TextDelta(delta)))
-                })
+            let result = member.generation.advance(logits, &mut |delta| {
+                send(events, Ok(StreamEvent::TextDelta(delta)))
             });
             match result {
                 Ok(None) => {}

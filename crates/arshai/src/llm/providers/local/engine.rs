@@ -12,7 +12,6 @@ use super::PROVIDER;
 use super::batch::Member;
 use super::generate::{Generation, Outcome, Rules};
 use super::json_grammar::JsonPrefix;
-use super::llama::Llama;
 use super::logprobs::Logprobs;
 use super::model::load_weights;
 use super::prompt::{self, PromptError};
@@ -21,6 +20,7 @@ use super::stop::StopFilter;
 use super::support::Decoding;
 use super::tokenizer::ChatTokenizer;
 use crate::llm::{ChatRequest, LlmError, StreamEvent, Usage};
+use arshai_llama::Llama;
 
 /// The most events one step of a member sends (a text delta, then at the end the rest of
 /// the text, usage and finish): a member runs a step only with this much room in its buffer.

@@ -3,12 +3,9 @@
 //! caller's cancellation.
 
 #[cfg(test)]
-use candle_core::IndexOp;
-use candle_core::Tensor;
+use arshai_llama::{Llama, Rows};
 
 use super::json_grammar::JsonPrefix;
-#[cfg(test)]
-use super::llama::{Llama, Rows};
 use super::logprobs::Logprobs;
 use super::sampler::Sampler;
 use super::stop::StopFilter;
@@ -118,7 +115,7 @@ impl<'a> Generation<'a> {
     /// returns `false` when the caller is gone. `Some` when the generation has ended.
     pub(crate) fn advance(
         &mut self,
-        logits: &Tensor,
+        logits: &[f32],
         emit: &mut dyn FnMut(String) -> bool,
     ) -> Result<Option<Outcome>, GenerateError> {
         if self.fed < self.prompt.len() {
@@ -208,7 +205,7 @@ pub(crate) fn generate(
             tokens: generation.input(),
             cache: &mut cache,
         }])?;
-        if let Some(outcome) = generation.advance(&logits.i(0)?, emit)? {
+        if let Some(outcome) = generation.advance(&logits, emit)? {
             return Ok(outcome);
         }
     }

@@ -4,7 +4,6 @@
 //! Each entry is the model's own distribution at that step (log-softmax of its logits,
 //! before temperature, bias and penalties) for the chosen token and the `top` most likely.
 
-use candle_core::{DType, Tensor};
 use serde_json::{Value, json};
 
 use super::token_bytes::TokenBytes;
@@ -27,11 +26,11 @@ impl Logprobs {
     /// Records the step whose `logits` produced `chosen`.
     pub(crate) fn record(
         &mut self,
-        logits: &Tensor,
+        logits: &[f32],
         chosen: u32,
         tokens: &TokenBytes,
     ) -> candle_core::Result<()> {
-        let values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let values = logits;
         let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let log_sum = values
             .iter()

@@ -23,7 +23,6 @@ mod engine;
 mod generate;
 mod json_grammar;
 mod json_schema;
-mod llama;
 mod logprobs;
 mod model;
 mod prompt;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file;
 
-use super::llama::Llama;
 use super::tokenizer::{ChatTokenizer, TokenizerError};
+use arshai_llama::Llama;
 
 /// Why the model file could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Tensor};
+use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling as Strategy};
 
 use crate::llm::Sampling;
@@ -77,10 +77,10 @@ impl Sampler {
     }
 
     /// The next token id.
-    pub(crate) fn sample(&mut self, logits: &Tensor) -> candle_core::Result<u32> {
+    pub(crate) fn sample(&mut self, logits: &[f32]) -> candle_core::Result<u32> {
         let values = self.adjusted(logits)?;
         self.processor
-            .sample(&Tensor::new(values.as_slice(), logits.device())?)
+            .sample(&Tensor::new(values.as_slice(), &Device::Cpu)?)
     }
 
     /// The next token id among those `accept` takes: the greedy order (highest logit
@@ -88,7 +88,7 @@ impl Sampler {
     /// `None` when no token is accepted.
     pub(crate) fn sample_where(
         &mut self,
-        logits: &Tensor,
+        logits: &[f32],
         accept: &mut dyn FnMut(u32) -> bool,
     ) -> candle_core::Result<Option<u32>> {
         let mut values = self.adjusted(logits)?;
@@ -96,7 +96,7 @@ impl Sampler {
             for _ in 0..SAMPLED_TRIES {
                 let id = self
                     .processor
-                    .sample(&Tensor::new(values.as_slice(), logits.device())?)?;
+                    .sample(&Tensor::new(values.as_slice(), &Device::Cpu)?)?;
                 if accept(id) {
                     return Ok(Some(id));
                 }
@@ -126,8 +126,8 @@ impl Sampler {
 
     /// The logits with the bias added and, per generated token, OpenAI's penalties
     /// subtracted: `frequency_penalty * count + presence_penalty * (count > 0)`.
-    fn adjusted(&self, logits: &Tensor) -> candle_core::Result<Vec<f32>> {
-        let mut values = logits.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    fn adjusted(&self, logits: &[f32]) -> candle_core::Result<Vec<f32>> {
+        let mut values = logits.to_vec();
         for &(id, bias) in &self.bias {
             if let Some(value) = values.get_mut(id as usize) {
                 *value += bias;
@@ -162,8 +162,8 @@ fn strategy(sampling: &Sampling) -> Strategy {
 mod tests {
     use super::*;
 
-    fn logits(values: &[f32]) -> Tensor {
-        Tensor::new(values, &candle_core::Device::Cpu).expect("tensor")
+    fn logits(values: &[f32]) -> Vec<f32> {
+        values.to_vec()
     }
 
     fn sampler(sampling: &Sampling, seed: u64) -> Sampler {
