@@ -11,10 +11,12 @@
 //! once per forward pass, not once per row. Each row's arithmetic is the same whatever rows
 //! it is computed beside, so a sequence gets the same numbers alone or in a batch.
 
+use std::ops::Range;
+
 use super::quant::{ActBlock, Activations, Blocks, Q4Block, Q8Block, QMatrix};
 
 /// Weight rows per tile.
-const TILE_ROWS: usize = 32;
+pub(crate) const TILE_ROWS: usize = 32;
 /// Activation rows multiplied by one weight block at a time.
 const GROUP: usize = 4;
 
@@ -65,9 +67,21 @@ impl Kernels {
 
     /// `out[m][r] = Σ weights[r] · x[m]`: `out` is `x.rows() × weights.rows`, row-major.
     pub(crate) fn matmul(self, weights: &QMatrix, x: &Activations, out: &mut [f32]) {
+        self.matmul_rows(weights, 0..weights.rows, x, out);
+    }
+
+    /// [`Kernels::matmul`] for the weight rows `rows` only: `out` is `x.rows() × rows.len()`,
+    /// `out[m][r - rows.start]`.
+    pub(crate) fn matmul_rows(
+        self,
+        weights: &QMatrix,
+        rows: Range<usize>,
+        x: &Activations,
+        out: &mut [f32],
+    ) {
         debug_assert_eq!(weights.blocks_per_row(), x.blocks_per_row());
-        debug_assert_eq!(out.len(), x.rows() * weights.rows);
-        let rows = weights.rows;
+        debug_assert!(rows.end <= weights.rows);
+        debug_assert_eq!(out.len(), x.rows() * rows.len());
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = self.avx2 {
             match &weights.blocks {
@@ -112,24 +126,26 @@ trait BlockDot<B>: Copy {
 fn product<B, K: BlockDot<B>>(
     kernel: K,
     blocks: &[B],
-    rows: usize,
+    rows: Range<usize>,
     x: &Activations,
     out: &mut [f32],
 ) {
     let per_row = x.blocks_per_row();
     let n = x.rows();
-    for first_row in (0..rows).step_by(TILE_ROWS) {
-        let tile = first_row..(first_row + TILE_ROWS).min(rows);
+    let width = rows.len();
+    for first_row in rows.clone().step_by(TILE_ROWS) {
+        let tile = first_row..(first_row + TILE_ROWS).min(rows.end);
         let mut m0 = 0;
         while m0 < n {
             let group = (n - m0).min(GROUP);
             for r in tile.clone() {
                 let weights = &blocks[r * per_row..(r + 1) * per_row];
+                let at = r - rows.start;
                 match group {
-                    1 => store(out, rows, m0, r, kernel.dot(weights, gather::<1>(x, m0))),
-                    2 => store(out, rows, m0, r, kernel.dot(weights, gather::<2>(x, m0))),
-                    3 => store(out, rows, m0, r, kernel.dot(weights, gather::<3>(x, m0))),
-                    _ => store(out, rows, m0, r, kernel.dot(weights, gather::<4>(x, m0))),
+                    1 => store(out, width, m0, at, kernel.dot(weights, gather::<1>(x, m0))),
+                    2 => store(out, width, m0, at, kernel.dot(weights, gather::<2>(x, m0))),
+                    3 => store(out, width, m0, at, kernel.dot(weights, gather::<3>(x, m0))),
+                    _ => store(out, width, m0, at, kernel.dot(weights, gather::<4>(x, m0))),
                 }
             }
             m0 += group;
@@ -143,9 +159,9 @@ fn gather<const N: usize>(x: &Activations, first: usize) -> [&[ActBlock]; N] {
 }
 
 #[inline(always)]
-fn store<const N: usize>(out: &mut [f32], rows: usize, m0: usize, r: usize, sums: [f32; N]) {
+fn store<const N: usize>(out: &mut [f32], width: usize, m0: usize, at: usize, sums: [f32; N]) {
     for (k, sum) in sums.into_iter().enumerate() {
-        out[(m0 + k) * rows + r] = sum;
+        out[(m0 + k) * width + at] = sum;
     }
 }
 
@@ -300,11 +316,10 @@ fn attend(
             *score = dot(query, key) * scale;
             max = max.max(*score);
         }
-        let mut total = 0.0;
         for score in scores.iter_mut() {
-            *score = (*score - max).exp();
-            total += *score;
+            *score = exp_nonpositive(*score - max);
         }
+        let total = sum(scores);
         let output = &mut out[head * head_dim..(head + 1) * head_dim];
         output.fill(0.0);
         for (t, score) in scores.iter().enumerate() {
@@ -315,6 +330,41 @@ fn attend(
             }
         }
     }
+}
+
+/// `e^x` for `x ≤ 0` (a score minus the largest), within about 2e-7 relative: Cephes'
+/// `expf` (a degree-6 polynomial after taking out the powers of two) in plain arithmetic, so
+/// that a loop over scores vectorizes, where `f32::exp` is a call per value.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 in two parts, so `x - n ln 2` loses nothing.
+    const LN2_HIGH: f32 = 0.693_359_4;
+    const LN2_LOW: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.0, 0.0);
+    let n = (x * LOG2_E + 0.5).floor();
+    let r = x - n * LN2_HIGH - n * LN2_LOW;
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+        + 1.666_666_5e-1)
+        * r
+        + 5.000_000_1e-1;
+    let e = p * r * r + r + 1.0;
+    // 2^n, n in -126..=0: the exponent field.
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// A sum in eight independent lanes (so it vectorizes).
+#[inline(always)]
+fn sum(values: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for lane in 0..8 {
+            lanes[lane] += chunk[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// A dot product in eight independent lanes (so it vectorizes).

@@ -4,12 +4,13 @@
 //! one arshai ships) and runs any number of sequences through it in one
 //! [`Llama::forward`], each with its own [`KvCache`]. The products run on this crate's own
 //! kernels over the file's quantized blocks (`quant`, `kernels`): AVX2 when the CPU has
-//! it, portable Rust otherwise, always on the calling thread.
+//! it, portable Rust otherwise, on the calling thread and any helpers it is given (`crew`).
 //!
 //! It is a crate of its own so that development builds can optimize it (an unoptimized
 //! forward pass generates a few tokens per second) while the rest of the workspace builds
 //! fast.
 
+mod crew;
 mod kernels;
 mod llama;
 mod quant;

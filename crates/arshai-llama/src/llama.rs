@@ -6,15 +6,18 @@
 //! each weight matrix is read once per pass for all of them ([`Kernels::matmul`]);
 //! attention and RoPE run per row, against its own sequence's cache at its own position.
 //!
-//! Everything runs on the calling (inference) thread, on plain `Vec<f32>` buffers: no
-//! kernel thread pool, nothing that spins when the cores are busy. Q, K and V are one
-//! stacked matrix, as are the gate and up projections, so a layer is four products.
+//! The pass runs on the calling (inference) thread, on plain `Vec<f32>` buffers; with
+//! [`Llama::with_threads`] above one, helpers started for the pass share its products
+//! (`crew`: chunks claimed, never assigned, so a helper the OS does not schedule only
+//! leaves its share to the others). Q, K and V are one stacked matrix, as are the gate
+//! and up projections, so a layer is four products.
 
 use std::io::{Read, Seek, SeekFrom};
 
 use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result};
 
+use super::crew::Crew;
 use super::kernels::{Heads, Kernels};
 use super::quant::{Activations, QMatrix};
 
@@ -65,6 +68,7 @@ pub struct Llama {
     sin: Vec<f32>,
     shape: Shape,
     kernels: Kernels,
+    threads: usize,
 }
 
 /// One sequence's keys and values, per layer (`positions × kv_dim`, row-major). The
@@ -171,6 +175,7 @@ impl Llama {
             sin: Vec::new(),
             shape,
             kernels: Kernels::detect(),
+            threads: 1,
         };
         model.check_shapes()?;
         let (cos, sin) = rotary_table(rope_dim, freq_base);
@@ -209,6 +214,21 @@ impl Llama {
         Ok(())
     }
 
+    /// The model with `threads` threads per forward pass (the calling one and
+    /// `threads - 1` helpers started for each pass); at least 1.
+    #[must_use]
+    pub fn with_threads(self, threads: usize) -> Self {
+        Self {
+            threads: threads.max(1),
+            ..self
+        }
+    }
+
+    /// Threads per forward pass.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
     /// What the products run on (`"avx2"` or `"portable"`).
     pub fn kernels(&self) -> &'static str {
         self.kernels.name()
@@ -235,6 +255,24 @@ impl Llama {
     /// each one's cache, and returns the logits after each sequence's last row:
     /// `batch.len() × vocab` values, row-major.
     pub fn forward(&self, batch: &mut [Rows<'_>]) -> Result<Vec<f32>> {
+        if self.threads <= 1 {
+            return self.pass(batch, Products::Alone(self.kernels));
+        }
+        let crew = Crew::new(self.kernels, self.threads);
+        std::thread::scope(|scope| {
+            for _ in 1..self.threads {
+                // Without a helper the pass is only slower: the chunks are claimed, not
+                // assigned.
+                let _ = std::thread::Builder::new()
+                    .name("arshai-llama".to_owned())
+                    .spawn_scoped(scope, || crew.help());
+            }
+            let _finish = FinishOnDrop(&crew);
+            self.pass(batch, Products::Shared(&crew))
+        })
+    }
+
+    fn pass<'w>(&'w self, batch: &mut [Rows<'_>], products: Products<'_, 'w>) -> Result<Vec<f32>> {
         let shape = self.shape;
         let (hidden, kv_dim, qkv_dim, ffn) = (
             shape.hidden,
@@ -274,7 +312,7 @@ impl Llama {
         for (index, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attention_norm, shape.eps, &mut normed);
             acts.quantize(&normed, hidden);
-            self.kernels.matmul(&layer.qkv, &acts, &mut qkv);
+            products.matmul(&layer.qkv, &mut acts, &mut qkv);
             let mut first = 0;
             for sequence in batch.iter_mut() {
                 let count = sequence.tokens.len();
@@ -307,11 +345,11 @@ impl Llama {
                 first += count;
             }
             acts.quantize(&attended, hidden);
-            self.kernels.matmul(&layer.wo, &acts, &mut projected);
+            products.matmul(&layer.wo, &mut acts, &mut projected);
             add(&mut x, &projected);
             rms_norm(&x, &layer.ffn_norm, shape.eps, &mut normed);
             acts.quantize(&normed, hidden);
-            self.kernels.matmul(&layer.gate_up, &acts, &mut gate_up);
+            products.matmul(&layer.gate_up, &mut acts, &mut gate_up);
             for (out, both) in gated
                 .chunks_exact_mut(ffn)
                 .zip(gate_up.chunks_exact(2 * ffn))
@@ -322,7 +360,7 @@ impl Llama {
                 }
             }
             acts.quantize(&gated, ffn);
-            self.kernels.matmul(&layer.down, &acts, &mut projected);
+            products.matmul(&layer.down, &mut acts, &mut projected);
             add(&mut x, &projected);
         }
         let mut last = Vec::with_capacity(batch.len() * hidden);
@@ -337,7 +375,7 @@ impl Llama {
         acts.quantize(&normed, hidden);
         let mut logits = vec![0.0; batch.len() * shape.vocab];
         let output = self.output.as_ref().unwrap_or(&self.embeddings);
-        self.kernels.matmul(output, &acts, &mut logits);
+        products.matmul(output, &mut acts, &mut logits);
         Ok(logits)
     }
 
@@ -358,6 +396,33 @@ impl Llama {
                 pair[1] = a * sin + b * cos;
             }
         }
+    }
+}
+
+/// Where a pass's products run.
+enum Products<'c, 'w> {
+    /// On the calling thread.
+    Alone(Kernels),
+    /// Shared with the crew's helpers.
+    Shared(&'c Crew<'w>),
+}
+
+impl<'w> Products<'_, 'w> {
+    /// `out = x · weightsᵀ`; `x` may be left empty (quantize into it again).
+    fn matmul(&self, weights: &'w QMatrix, x: &mut Activations, out: &mut Vec<f32>) {
+        match self {
+            Self::Alone(kernels) => kernels.matmul(weights, x, out),
+            Self::Shared(crew) => crew.matmul(weights, std::mem::take(x), out),
+        }
+    }
+}
+
+/// Releases the helpers when the pass ends, returned or unwound.
+struct FinishOnDrop<'c, 'w>(&'c Crew<'w>);
+
+impl Drop for FinishOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 

@@ -9,7 +9,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 
-use super::kernels::{Heads, Kernels};
+use super::kernels::{Heads, Kernels, exp_nonpositive};
 use super::quant::{Activations, QMatrix};
 use super::{Llama, Rows};
 
@@ -144,6 +144,23 @@ fn attention_matches_softmax_over_grouped_heads() {
     }
 }
 
+#[test]
+fn the_vectorizable_exp_matches_the_standard_one_below_zero() {
+    for step in 0..=87_000 {
+        let x = -(step as f32) / 1000.0;
+        let (found, expected) = (exp_nonpositive(x), x.exp());
+        assert!(
+            (found - expected).abs() <= 4e-7 * expected.max(f32::MIN_POSITIVE),
+            "e^{x}: {found} against {expected}"
+        );
+    }
+    assert_eq!(exp_nonpositive(0.0), 1.0);
+    assert!(
+        exp_nonpositive(-1000.0) < 1e-37,
+        "far below zero is (almost) nothing"
+    );
+}
+
 fn open() -> (gguf_file::Content, BufReader<File>) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../models/SmolLM2-135M-Instruct-Q4_1.gguf");
@@ -204,4 +221,49 @@ fn the_forward_pass_matches_candles_quantized_llama_on_the_real_model() {
         position = tokens.len();
         tokens.push(argmax(&expected) as u32);
     }
+}
+
+#[test]
+fn a_pass_shared_by_several_threads_gives_the_same_logits_as_one() {
+    let (content, mut reader) = open();
+    let model = Llama::from_gguf(&content, &mut reader, false).expect("loads");
+    // Two sequences: one reading a prompt, one decoding, then both decoding.
+    let run = |model: &Llama| {
+        let (mut first, mut second) = (
+            model.cache(32).expect("a cache"),
+            model.cache(32).expect("a cache"),
+        );
+        let mut all = Vec::new();
+        for step in 0..3u32 {
+            let prompt = [1, 9690, 198, 2683, 359, 253];
+            let one = [4093 + step];
+            let logits = model
+                .forward(&mut [
+                    Rows {
+                        tokens: if step == 0 { &prompt } else { &one },
+                        cache: &mut first,
+                    },
+                    Rows {
+                        tokens: &[1 + step],
+                        cache: &mut second,
+                    },
+                ])
+                .expect("a pass");
+            all.extend(logits);
+        }
+        all
+    };
+    let alone = run(&model);
+    let model = model.with_threads(3);
+    let shared = run(&model);
+    assert_eq!(alone.len(), 3 * 2 * model.vocab());
+    assert!(
+        alone == shared,
+        "the logits differ between one thread and three"
+    );
+    let model = model.with_threads(2);
+    assert!(
+        run(&model) == alone,
+        "the logits differ between one thread and two"
+    );
 }

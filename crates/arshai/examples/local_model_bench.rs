@@ -3,8 +3,9 @@
 //!
 //! ```sh
 //! scripts/fetch-model
-//! CANDLE_NUM_THREADS=2 cargo run --release -p arshai --example local_model_bench
-//! # add `-- --q4_1` to measure without the Q8_0 re-quantization, `-- --long-prompt` for a
+//! cargo run --release -p arshai --example local_model_bench -- --threads 2
+//! # `--threads N`: kernel threads per forward pass (default: the available CPUs);
+//! # `--q8_0` to measure with the weights re-quantized to Q8_0; `--long-prompt` for a
 //! # ~250-token prompt instead of ~47 (llama-bench pp47); scripts/bench-local runs it
 //! ```
 
@@ -18,11 +19,20 @@ const RUNS: usize = 3;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let q4_1 = std::env::args().any(|arg| arg == "--q4_1");
-    let long_prompt = std::env::args().any(|arg| arg == "--long-prompt");
+    let args: Vec<String> = std::env::args().collect();
+    let q8_0 = args.iter().any(|arg| arg == "--q8_0");
+    let long_prompt = args.iter().any(|arg| arg == "--long-prompt");
+    let kernel_threads = match args.iter().position(|arg| arg == "--threads") {
+        Some(at) => args
+            .get(at + 1)
+            .and_then(|value| value.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("--threads needs a number"))?,
+        None => 0,
+    };
     let settings = LocalProviderSettings {
         threads: 1,
-        requantize_q8_0: !q4_1,
+        kernel_threads,
+        requantize_q8_0: q8_0,
         ..LocalProviderSettings::default()
     };
     let started = Instant::now();
@@ -69,16 +79,13 @@ async fn main() -> anyhow::Result<()> {
     }
     println!(
         "weights: {}",
-        if q4_1 {
-            "Q4_1 as shipped"
-        } else {
+        if q8_0 {
             "Q4_1 re-quantized to Q8_0"
+        } else {
+            "Q4_1 as shipped"
         }
     );
-    println!(
-        "kernel threads: CANDLE_NUM_THREADS={}",
-        std::env::var("CANDLE_NUM_THREADS").unwrap_or_else(|_| "(unset: physical cores)".into())
-    );
+    println!("kernel threads: {}", settings.resolved_kernel_threads());
     println!("load (metadata + weights): {:.2} s", load.as_secs_f64());
     println!(
         "prompt processing: {:.0} tokens/s (median of {RUNS}, {prompt_tokens}-token prompt)",

@@ -50,6 +50,8 @@ pub(crate) struct Engine {
     pub(crate) context_tokens: usize,
     pub(crate) max_new_tokens: usize,
     pub(crate) requantize_q8_0: bool,
+    /// Threads per forward pass (resolved, at least 1).
+    pub(crate) kernel_threads: usize,
     pub(crate) weights: OnceLock<Result<Llama, String>>,
 }
 
@@ -61,12 +63,15 @@ impl Engine {
             .get_or_init(|| {
                 let started = Instant::now();
                 let loaded = load_weights(&self.path, self.requantize_q8_0)
+                    .map(|model| model.with_threads(self.kernel_threads))
                     .map_err(|error| error.to_string());
                 match &loaded {
-                    Ok(_) => tracing::info!(
+                    Ok(model) => tracing::info!(
                         path = %self.path.display(),
                         seconds = started.elapsed().as_secs_f64(),
                         requantized_q8_0 = self.requantize_q8_0,
+                        kernels = model.kernels(),
+                        kernel_threads = model.threads(),
                         "local model loaded"
                     ),
                     Err(error) => tracing::error!(%error, "local model failed to load"),

