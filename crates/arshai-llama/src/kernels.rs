@@ -96,6 +96,17 @@ impl Kernels {
         }
     }
 
+    /// Quantizes `values` (`rows × cols`) into `x` for the next product (the same numbers on
+    /// every kernel; compiled for AVX2 when the CPU has it, so the rounding vectorizes).
+    pub(crate) fn quantize(self, x: &mut Activations, values: &[f32], cols: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = self.avx2 {
+            simd.vectorize(|| x.quantize(values, cols));
+            return;
+        }
+        x.quantize(values, cols);
+    }
+
     /// One query row's attention (`q`: every head, `heads.n_head × head_dim`) over `keys`
     /// and `values` (positions × `n_kv_head × head_dim`, all visible to it), into `out`
     /// (like `q`). `scores` is scratch space.
@@ -347,7 +358,7 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n, n in -126..=0: the exponent field.
     e * f32::from_bits(((n as i32 + 127) as u32) << 23)

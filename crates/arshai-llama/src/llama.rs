@@ -311,7 +311,7 @@ impl Llama {
         let mut scores = Vec::new();
         for (index, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attention_norm, shape.eps, &mut normed);
-            acts.quantize(&normed, hidden);
+            self.kernels.quantize(&mut acts, &normed, hidden);
             products.matmul(&layer.qkv, &mut acts, &mut qkv);
             let mut first = 0;
             for sequence in batch.iter_mut() {
@@ -344,11 +344,11 @@ impl Llama {
                 }
                 first += count;
             }
-            acts.quantize(&attended, hidden);
+            self.kernels.quantize(&mut acts, &attended, hidden);
             products.matmul(&layer.wo, &mut acts, &mut projected);
             add(&mut x, &projected);
             rms_norm(&x, &layer.ffn_norm, shape.eps, &mut normed);
-            acts.quantize(&normed, hidden);
+            self.kernels.quantize(&mut acts, &normed, hidden);
             products.matmul(&layer.gate_up, &mut acts, &mut gate_up);
             for (out, both) in gated
                 .chunks_exact_mut(ffn)
@@ -359,7 +359,7 @@ impl Llama {
                     *out = g / (1.0 + (-g).exp()) * u;
                 }
             }
-            acts.quantize(&gated, ffn);
+            self.kernels.quantize(&mut acts, &gated, ffn);
             products.matmul(&layer.down, &mut acts, &mut projected);
             add(&mut x, &projected);
         }
@@ -372,7 +372,7 @@ impl Llama {
         }
         let mut normed = vec![0.0; last.len()];
         rms_norm(&last, &self.norm, shape.eps, &mut normed);
-        acts.quantize(&normed, hidden);
+        self.kernels.quantize(&mut acts, &normed, hidden);
         let mut logits = vec![0.0; batch.len() * shape.vocab];
         let output = self.output.as_ref().unwrap_or(&self.embeddings);
         products.matmul(output, &mut acts, &mut logits);

@@ -234,6 +234,7 @@ pub(crate) struct Activations {
 
 impl Activations {
     /// Quantizes `values` (`rows × cols`, row-major; `cols` a multiple of [`BLOCK`]).
+    #[inline(always)]
     pub(crate) fn quantize(&mut self, values: &[f32], cols: usize) {
         debug_assert!(cols.is_multiple_of(BLOCK) && values.len().is_multiple_of(cols));
         self.per_row = cols / BLOCK;
@@ -268,6 +269,7 @@ impl Activations {
 
 /// The scale and 8-bit values of 32 values, rounding to nearest: `q = round(x / d)` with
 /// `d = max|x| / 127`.
+#[inline(always)]
 fn quantize_block(values: &[f32]) -> (f32, [i8; 32]) {
     let max = values
         .iter()

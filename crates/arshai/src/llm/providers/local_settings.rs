@@ -67,7 +67,7 @@ impl Default for LocalProviderSettings {
             queue_size: 16,
             max_new_tokens: 512,
             context_tokens: MAX_CONTEXT_TOKENS,
-            requantize_q8_0: true,
+            requantize_q8_0: false,
         }
     }
 }
