@@ -13,11 +13,12 @@
 //! condition variable until the next product or the end of the pass. The calling thread
 //! waits for claimed chunks the same way, spinning briefly and then yielding its core.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use super::kernels::{Kernels, TILE_ROWS};
+use super::kernels::{Heads, Kernels, TILE_ROWS};
 use super::quant::{Activations, QMatrix};
 
 /// How long an idle thread spins before it sleeps or yields.
@@ -41,16 +42,105 @@ struct Board<'w> {
     sleeping: usize,
 }
 
-/// One product in progress.
+/// One piece of shared work in progress: a product or a layer's attention.
 struct Product<'w> {
-    weights: &'w QMatrix,
-    x: Activations,
-    chunk_rows: usize,
+    work: Work<'w>,
     chunks: usize,
     claimed: AtomicUsize,
     done: AtomicUsize,
-    /// `x.rows() × weights.rows`, row-major; each chunk writes its columns.
+    /// The result, row-major; each chunk writes its part.
     out: Mutex<Vec<f32>>,
+}
+
+enum Work<'w> {
+    /// `x · weightsᵀ` (`x.rows() × weights.rows`), a chunk being `chunk_rows` weight rows.
+    Matmul {
+        weights: &'w QMatrix,
+        x: Activations,
+        chunk_rows: usize,
+    },
+    /// Each row's attention (`rows × hidden`), a chunk being one row. In a lock only so the
+    /// caller can take its buffers back once every chunk is done (the helpers only read).
+    Attention(RwLock<Attention>),
+}
+
+/// A layer's attention for every row of a pass, owning what it reads while it is shared
+/// (the caller moves the buffers in and takes them back).
+#[derive(Default)]
+pub(crate) struct Attention {
+    pub(crate) heads: Option<Heads>,
+    /// The rows' Q, K and V (`rows × qkv_dim`; Q first in each row).
+    pub(crate) qkv: Vec<f32>,
+    pub(crate) qkv_dim: usize,
+    /// Each sequence's keys and values at this layer (`positions × kv_dim`).
+    pub(crate) caches: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Each row's sequence (an index into `caches`) and the positions it sees.
+    pub(crate) rows: Vec<(usize, usize)>,
+}
+
+impl Attention {
+    /// Chunks of the work: each row's heads, one key/value head's group at a time.
+    pub(crate) fn parts(&self) -> usize {
+        self.rows.len() * self.heads.map_or(0, |heads| heads.n_kv_head)
+    }
+
+    /// Row `row`'s attention for every head into `out` (`hidden` values).
+    pub(crate) fn row(&self, kernels: Kernels, row: usize, scores: &mut Vec<f32>, out: &mut [f32]) {
+        if let Some(heads) = self.heads {
+            self.attend(kernels, row, 0..heads.n_head, scores, out);
+        }
+    }
+
+    /// Part `part` (see [`Attention::parts`]) into `out` (its heads' values); returns where
+    /// they go in the `rows × hidden` result.
+    fn part(
+        &self,
+        kernels: Kernels,
+        part: usize,
+        scores: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> usize {
+        let Some(heads) = self.heads else { return 0 };
+        let group = heads.n_head / heads.n_kv_head;
+        let (row, kv_head) = (part / heads.n_kv_head, part % heads.n_kv_head);
+        let only = kv_head * group..(kv_head + 1) * group;
+        out.clear();
+        out.resize(group * heads.head_dim, 0.0);
+        let at = row * heads.n_head * heads.head_dim + only.start * heads.head_dim;
+        self.attend(kernels, row, only, scores, out);
+        at
+    }
+
+    fn attend(
+        &self,
+        kernels: Kernels,
+        row: usize,
+        only: Range<usize>,
+        scores: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let Some(heads) = self.heads else { return };
+        let hidden = heads.n_head * heads.head_dim;
+        let (sequence, positions) = self.rows[row];
+        let visible = positions * heads.n_kv_head * heads.head_dim;
+        let (keys, values) = &self.caches[sequence];
+        kernels.attend(
+            heads,
+            only,
+            &self.qkv[row * self.qkv_dim..row * self.qkv_dim + hidden],
+            &keys[..visible],
+            &values[..visible],
+            scores,
+            out,
+        );
+    }
+}
+
+/// A thread's buffers, reused from chunk to chunk.
+#[derive(Default)]
+struct Scratch {
+    values: Vec<f32>,
+    scores: Vec<f32>,
 }
 
 impl<'w> Crew<'w> {
@@ -76,11 +166,35 @@ impl<'w> Crew<'w> {
         let tiles = weights.rows.div_ceil(TILE_ROWS);
         let chunk_tiles = tiles.div_ceil(self.threads * CHUNKS_PER_THREAD).max(1);
         let chunk_rows = chunk_tiles * TILE_ROWS;
-        let product = Arc::new(Product {
+        let chunks = weights.rows.div_ceil(chunk_rows);
+        let work = Work::Matmul {
             weights,
             x,
             chunk_rows,
-            chunks: weights.rows.div_ceil(chunk_rows),
+        };
+        self.share(work, chunks, out);
+    }
+
+    /// Every row's attention (as [`Attention::row`], shared by parts) into `out` (`rows × hidden`), shared
+    /// with the helpers; `attention` is handed back as it was.
+    pub(crate) fn attend(&self, attention: &mut Attention, out: &mut Vec<f32>) {
+        let chunks = attention.parts();
+        let work = Work::Attention(RwLock::new(std::mem::take(attention)));
+        let product = self.share(work, chunks, out);
+        if let Work::Attention(shared) = &product.work {
+            // Every chunk is done, so no helper holds a read guard (a helper may still hold
+            // the product itself for a moment).
+            *attention =
+                std::mem::take(&mut *shared.write().unwrap_or_else(PoisonError::into_inner));
+        }
+    }
+
+    /// Publishes `work`, works on it, waits for every chunk, collects `out` and returns the
+    /// finished product.
+    fn share(&self, work: Work<'w>, chunks: usize, out: &mut Vec<f32>) -> Arc<Product<'w>> {
+        let product = Arc::new(Product {
+            work,
+            chunks,
             claimed: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             out: Mutex::new(std::mem::take(out)),
@@ -93,7 +207,7 @@ impl<'w> Crew<'w> {
                 self.posted.notify_all();
             }
         }
-        let mut scratch = Vec::new();
+        let mut scratch = Scratch::default();
         product.work(self.kernels, &mut scratch);
         let started = Instant::now();
         while product.done.load(Ordering::Acquire) < product.chunks {
@@ -105,12 +219,13 @@ impl<'w> Crew<'w> {
         }
         self.lock().current = None;
         *out = std::mem::take(&mut *lock(&product.out));
+        product
     }
 
     /// A helper's loop: works on each product as it is published, until [`Crew::finish`].
     pub(crate) fn help(&self) {
         let mut seen = 0;
-        let mut scratch = Vec::new();
+        let mut scratch = Scratch::default();
         while let Some(product) = self.next(&mut seen) {
             product.work(self.kernels, &mut scratch);
         }
@@ -156,25 +271,41 @@ impl<'w> Crew<'w> {
 
 impl Product<'_> {
     /// Claims and computes chunks until none is left.
-    fn work(&self, kernels: Kernels, scratch: &mut Vec<f32>) {
-        let (n, total) = (self.x.rows(), self.weights.rows);
+    fn work(&self, kernels: Kernels, scratch: &mut Scratch) {
         loop {
             let chunk = self.claimed.fetch_add(1, Ordering::Relaxed);
             if chunk >= self.chunks {
                 return;
             }
-            let start = chunk * self.chunk_rows;
-            let rows = start..(start + self.chunk_rows).min(total);
-            let width = rows.len();
-            scratch.clear();
-            scratch.resize(n * width, 0.0);
-            kernels.matmul_rows(self.weights, rows, &self.x, scratch);
-            {
-                let mut out = lock(&self.out);
-                for (m, values) in scratch.chunks_exact(width).enumerate() {
-                    out[m * total + start..m * total + start + width].copy_from_slice(values);
+            match &self.work {
+                Work::Matmul {
+                    weights,
+                    x,
+                    chunk_rows,
+                } => {
+                    let (n, total) = (x.rows(), weights.rows);
+                    let start = chunk * chunk_rows;
+                    let rows = start..(start + chunk_rows).min(total);
+                    let width = rows.len();
+                    let values = &mut scratch.values;
+                    values.clear();
+                    values.resize(n * width, 0.0);
+                    kernels.matmul_rows(weights, rows, x, values);
+                    let mut out = lock(&self.out);
+                    for (m, part) in values.chunks_exact(width).enumerate() {
+                        out[m * total + start..m * total + start + width].copy_from_slice(part);
+                    }
+                }
+                Work::Attention(attention) => {
+                    let attention = attention.read().unwrap_or_else(PoisonError::into_inner);
+                    let values = &mut scratch.values;
+                    let at = attention.part(kernels, chunk, &mut scratch.scores, values);
+                    drop(attention);
+                    lock(&self.out)[at..at + values.len()].copy_from_slice(values);
                 }
             }
+            // After the chunk's locks are released: the caller takes the buffers back once
+            // every chunk is done.
             self.done.fetch_add(1, Ordering::Release);
         }
     }

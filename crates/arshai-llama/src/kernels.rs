@@ -107,12 +107,15 @@ impl Kernels {
         x.quantize(values, cols);
     }
 
-    /// One query row's attention (`q`: every head, `heads.n_head × head_dim`) over `keys`
-    /// and `values` (positions × `n_kv_head × head_dim`, all visible to it), into `out`
-    /// (like `q`). `scores` is scratch space.
+    /// One query row's attention for the query heads `only` (`q`: every head,
+    /// `heads.n_head × head_dim`) over `keys` and `values` (positions × `n_kv_head ×
+    /// head_dim`, all visible to it), into `out` (`only.len() × head_dim`). `scores` is
+    /// scratch space.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attend(
         self,
         heads: Heads,
+        only: Range<usize>,
         q: &[f32],
         keys: &[f32],
         values: &[f32],
@@ -121,10 +124,10 @@ impl Kernels {
     ) {
         #[cfg(target_arch = "x86_64")]
         if let Some(simd) = self.avx2 {
-            simd.vectorize(|| attend(heads, q, keys, values, scores, out));
+            simd.vectorize(|| attend(heads, only, q, keys, values, scores, out));
             return;
         }
-        attend(heads, q, keys, values, scores, out);
+        attend(heads, only, q, keys, values, scores, out);
     }
 }
 
@@ -301,6 +304,7 @@ mod avx2 {
 #[inline(always)]
 fn attend(
     heads: Heads,
+    only: Range<usize>,
     q: &[f32],
     keys: &[f32],
     values: &[f32],
@@ -318,7 +322,7 @@ fn attend(
     let scale = 1.0 / (head_dim as f32).sqrt();
     scores.clear();
     scores.resize(positions, 0.0);
-    for head in 0..n_head {
+    for head in only.clone() {
         let kv = (head / group) * head_dim;
         let query = &q[head * head_dim..(head + 1) * head_dim];
         let mut max = f32::NEG_INFINITY;
@@ -331,7 +335,8 @@ fn attend(
             *score = exp_nonpositive(*score - max);
         }
         let total = sum(scores);
-        let output = &mut out[head * head_dim..(head + 1) * head_dim];
+        let at = head - only.start;
+        let output = &mut out[at * head_dim..(at + 1) * head_dim];
         output.fill(0.0);
         for (t, score) in scores.iter().enumerate() {
             let value = &values[t * kv_dim + kv..t * kv_dim + kv + head_dim];

@@ -17,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 use candle_core::quantized::{GgmlDType, gguf_file};
 use candle_core::{Device, Result};
 
-use super::crew::Crew;
+use super::crew::{Attention, Crew};
 use super::kernels::{Heads, Kernels};
 use super::quant::{Activations, QMatrix};
 
@@ -308,13 +308,20 @@ impl Llama {
         let mut gate_up = vec![0.0; rows * 2 * ffn];
         let mut gated = vec![0.0; rows * ffn];
         let mut acts = Activations::default();
-        let mut scores = Vec::new();
+        let mut attention = Attention {
+            heads: Some(shape.heads),
+            qkv_dim,
+            ..Attention::default()
+        };
         for (index, layer) in self.layers.iter().enumerate() {
             rms_norm(&x, &layer.attention_norm, shape.eps, &mut normed);
             self.kernels.quantize(&mut acts, &normed, hidden);
             products.matmul(&layer.qkv, &mut acts, &mut qkv);
+            // RoPE, then each row's keys and values into its sequence's cache; the
+            // caches are lent to the attention (which may be shared) and put back.
+            attention.rows.clear();
             let mut first = 0;
-            for sequence in batch.iter_mut() {
+            for (at, sequence) in batch.iter_mut().enumerate() {
                 let count = sequence.tokens.len();
                 let cache = &mut *sequence.cache;
                 let (keys, values) = (&mut cache.keys[index], &mut cache.values[index]);
@@ -329,20 +336,19 @@ impl Llama {
                     self.rotate(k, position);
                     keys.extend_from_slice(k);
                     values.extend_from_slice(v);
+                    attention.rows.push((at, position + 1));
                 }
-                for offset in 0..count {
-                    let row = first + offset;
-                    let visible = (cache.len + offset + 1) * kv_dim;
-                    self.kernels.attend(
-                        shape.heads,
-                        &qkv[row * qkv_dim..row * qkv_dim + hidden],
-                        &keys[..visible],
-                        &values[..visible],
-                        &mut scores,
-                        &mut attended[row * hidden..(row + 1) * hidden],
-                    );
-                }
+                attention
+                    .caches
+                    .push((std::mem::take(keys), std::mem::take(values)));
                 first += count;
+            }
+            attention.qkv = std::mem::take(&mut qkv);
+            products.attend(&mut attention, &mut attended);
+            qkv = std::mem::take(&mut attention.qkv);
+            for (sequence, (keys, values)) in batch.iter_mut().zip(attention.caches.drain(..)) {
+                sequence.cache.keys[index] = keys;
+                sequence.cache.values[index] = values;
             }
             self.kernels.quantize(&mut acts, &attended, hidden);
             products.matmul(&layer.wo, &mut acts, &mut projected);
@@ -413,6 +419,20 @@ impl<'w> Products<'_, 'w> {
         match self {
             Self::Alone(kernels) => kernels.matmul(weights, x, out),
             Self::Shared(crew) => crew.matmul(weights, std::mem::take(x), out),
+        }
+    }
+
+    /// Every row's attention into `out` (`rows × hidden`); `attention` is handed back.
+    fn attend(&self, attention: &mut Attention, out: &mut Vec<f32>) {
+        match self {
+            Self::Alone(kernels) => {
+                let mut scores = Vec::new();
+                let hidden = out.len() / attention.rows.len().max(1);
+                for (row, out) in out.chunks_exact_mut(hidden).enumerate() {
+                    attention.row(*kernels, row, &mut scores, out);
+                }
+            }
+            Self::Shared(crew) => crew.attend(attention, out),
         }
     }
 }
