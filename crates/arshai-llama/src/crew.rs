@@ -1,8 +1,9 @@
-//! Threads that share the matrix products of one forward pass.
+//! Threads that share the matrix products and the attention of one forward pass.
 //!
 //! A forward pass with more than one thread starts its helpers (scoped threads, joined
-//! when the pass ends) and publishes each product as a [`Product`]: the weight rows cut in
-//! chunks that every thread, the calling one included, claims from one atomic counter.
+//! when the pass ends) and publishes each product, and each layer's attention, as a
+//! [`Product`]: weight rows (or a row's key/value head group) cut in chunks that every
+//! thread, the calling one included, claims from one atomic counter.
 //! Nothing is assigned to a thread in advance, so a helper that the OS has not scheduled
 //! (the cores busy with other work) costs nothing but its absence: the calling thread
 //! takes the chunks it leaves, and a pass is never slower than on one thread by more than
@@ -175,8 +176,8 @@ impl<'w> Crew<'w> {
         self.share(work, chunks, out);
     }
 
-    /// Every row's attention (as [`Attention::row`], shared by parts) into `out` (`rows × hidden`), shared
-    /// with the helpers; `attention` is handed back as it was.
+    /// Every row's attention (as [`Attention::row`], in parts) into `out` (`rows × hidden`),
+    /// shared with the helpers; `attention` is handed back as it was.
     pub(crate) fn attend(&self, attention: &mut Attention, out: &mut Vec<f32>) {
         let chunks = attention.parts();
         let work = Work::Attention(RwLock::new(std::mem::take(attention)));

@@ -7,10 +7,10 @@
 //! attention and RoPE run per row, against its own sequence's cache at its own position.
 //!
 //! The pass runs on the calling (inference) thread, on plain `Vec<f32>` buffers; with
-//! [`Llama::with_threads`] above one, helpers started for the pass share its products
-//! (`crew`: chunks claimed, never assigned, so a helper the OS does not schedule only
-//! leaves its share to the others). Q, K and V are one stacked matrix, as are the gate
-//! and up projections, so a layer is four products.
+//! [`Llama::with_threads`] above one, helpers started for the pass share its products and
+//! its attention (`crew`: chunks claimed, never assigned, so a helper the OS does not
+//! schedule only leaves its share to the others). Q, K and V are one stacked matrix, as
+//! are the gate and up projections, so a layer is four products.
 
 use std::io::{Read, Seek, SeekFrom};
 

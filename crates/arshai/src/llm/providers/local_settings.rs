@@ -34,11 +34,11 @@ pub struct LocalProviderSettings {
     /// every forward pass); more only split the concurrent requests into separate batches.
     pub threads: usize,
     /// Threads that share each forward pass of an inference thread: the inference thread
-    /// and `kernel_threads - 1` helpers, which claim chunks of each matrix product (a
-    /// helper the OS does not schedule leaves its chunks to the others, so busy cores slow
-    /// a pass down instead of stalling it). `0` (the default): the CPUs this process may
-    /// use (`std::thread::available_parallelism`, which follows a container's CPU quota),
-    /// at most 8.
+    /// and `kernel_threads - 1` helpers, which claim chunks of each matrix product and of
+    /// each layer's attention (a helper the OS does not schedule leaves its chunks to the
+    /// others, so busy cores slow a pass down instead of stalling it). `0` (the default):
+    /// the CPUs this process may use (`std::thread::available_parallelism`, which follows a
+    /// container's CPU quota), at most 8.
     pub kernel_threads: usize,
     /// Generations one inference thread runs together (continuous batching): each forward
     /// pass computes the next token of every member, reading the weights once for all.
